@@ -1,0 +1,274 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The compiled core: im2col / col2im and max pooling.
+
+Same contract as :mod:`zeronet.reference` (read that first: it is the
+readable version). Every ``def`` here validates its arguments with the same
+checks as the reference, allocates the output in the input's dtype, then
+hands typed memoryviews to a ``cdef ... nogil`` loop.
+
+Parallel loops (``prange``) only run over outputs that no other iteration
+writes: rows of ``col``, images of ``dx``, ``(n, c)`` planes of pooling. So the
+result is bit-identical for any number of threads.
+"""
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport INFINITY
+
+from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, pair,
+                               pool_grad_check, pool_output_size, shape4)
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define ZN_HAS_OPENMP 1
+    static int zn_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define ZN_HAS_OPENMP 0
+    static int zn_max_threads(void) { return 1; }
+    #endif
+    """
+    const int ZN_HAS_OPENMP
+    int zn_max_threads() nogil
+
+HAS_OPENMP = bool(ZN_HAS_OPENMP)
+cdef int _num_threads = zn_max_threads()
+
+
+def get_num_threads():
+    """Threads the compiled loops use (1 when built without OpenMP)."""
+    return _num_threads
+
+
+def set_num_threads(int n):
+    """Use ``n`` threads in the compiled loops; results do not depend on it."""
+    global _num_threads
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    _num_threads = n if ZN_HAS_OPENMP else 1
+
+
+# ---------------------------------------------------------------- im2col ----
+
+cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                  Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
+                  int num_threads) noexcept nogil:
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t nh, n, oh, ow, c, ky, kx, ih, iw0, row, j, kx_lo, kx_hi
+    # One (image, output row) per iteration: it writes OW rows of col that
+    # no other iteration touches. Inside, col is written left to right.
+    for nh in prange(x.shape[0] * OH, num_threads=num_threads, schedule='static'):
+        n = nh // OH
+        oh = nh % OH
+        for ow in range(OW):
+            row = nh * OW + ow
+            iw0 = ow * SW - PW
+            # Kernel columns kx in [kx_lo, kx_hi) land inside the image.
+            kx_lo = -iw0 if iw0 < 0 else 0
+            kx_hi = W - iw0 if W - iw0 < KW else KW
+            if kx_hi < kx_lo:
+                kx_hi = kx_lo
+            for c in range(C):
+                for ky in range(KH):
+                    j = (c * KH + ky) * KW
+                    ih = oh * SH - PH + ky
+                    if ih < 0 or ih >= H:
+                        for kx in range(KW):
+                            col[row, j + kx] = 0
+                        continue
+                    for kx in range(kx_lo):
+                        col[row, j + kx] = 0
+                    for kx in range(kx_lo, kx_hi):
+                        col[row, j + kx] = x[n, c, ih, iw0 + kx]
+                    for kx in range(kx_hi, KW):
+                        col[row, j + kx] = 0
+
+
+def im2col(x, kernel_size, stride=1, pad=0):
+    """Unfold every convolution window of ``x`` into one row.
+
+    Shapes: x ``(N, C, H, W)`` -> col ``(N*OH*OW, C*KH*KW)``, zero padding.
+    """
+    float_array(x, "x", 4)
+    cdef Py_ssize_t kh, kw, sh, sw, ph, pw, oh, ow
+    kh, kw = pair(kernel_size, "kernel_size", 1)
+    sh, sw = pair(stride, "stride", 1)
+    ph, pw = pair(pad, "pad", 0)
+    n, c, h, w = x.shape
+    oh = conv_output_size(h, kh, sh, ph, "height")
+    ow = conv_output_size(w, kw, sw, pw, "width")
+    col = np.empty((n * oh * ow, c * kh * kw), dtype=x.dtype)
+    if x.dtype == np.float32:
+        _im2col[float](x, col, kh, kw, sh, sw, ph, pw, oh, ow, _num_threads)
+    else:
+        _im2col[double](x, col, kh, kw, sh, sw, ph, pw, oh, ow, _num_threads)
+    return col
+
+
+# ---------------------------------------------------------------- col2im ----
+
+cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                  Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
+                  int num_threads) noexcept nogil:
+    cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t n, oh, ow, c, ky, kx, ih, iw0, row, j, kx_lo, kx_hi
+    # Windows overlap inside one image, so the unit of work is a whole
+    # image: dx[n] is summed by one thread, in a fixed order.
+    for n in prange(dx.shape[0], num_threads=num_threads, schedule='static'):
+        dx[n, :, :, :] = 0
+        for oh in range(OH):
+            for ow in range(OW):
+                row = (n * OH + oh) * OW + ow
+                iw0 = ow * SW - PW
+                kx_lo = -iw0 if iw0 < 0 else 0
+                kx_hi = W - iw0 if W - iw0 < KW else KW
+                for c in range(C):
+                    for ky in range(KH):
+                        ih = oh * SH - PH + ky
+                        if ih < 0 or ih >= H:
+                            continue
+                        j = (c * KH + ky) * KW
+                        for kx in range(kx_lo, kx_hi):
+                            dx[n, c, ih, iw0 + kx] = dx[n, c, ih, iw0 + kx] + col[row, j + kx]
+
+
+def col2im(col, x_shape, kernel_size, stride=1, pad=0):
+    """Adjoint of :func:`im2col`: fold rows back, summing overlapping windows.
+
+    Shapes: col ``(N*OH*OW, C*KH*KW)`` -> dx ``x_shape = (N, C, H, W)``.
+    """
+    float_array(col, "col", 2)
+    n, c, h, w = shape4(x_shape, "x_shape")
+    cdef Py_ssize_t kh, kw, sh, sw, ph, pw, oh, ow
+    kh, kw = pair(kernel_size, "kernel_size", 1)
+    sh, sw = pair(stride, "stride", 1)
+    ph, pw = pair(pad, "pad", 0)
+    oh = conv_output_size(h, kh, sh, ph, "height")
+    ow = conv_output_size(w, kw, sw, pw, "width")
+    if col.shape != (n * oh * ow, c * kh * kw):
+        raise ValueError(f"col must have shape {(n * oh * ow, c * kh * kw)} for x_shape "
+                         f"{x_shape}, got {col.shape}")
+    dx = np.empty((n, c, h, w), dtype=col.dtype)
+    if col.dtype == np.float32:
+        _col2im[float](col, dx, kh, kw, sh, sw, ph, pw, oh, ow, _num_threads)
+    else:
+        _col2im[double](col, dx, kh, kw, sh, sw, ph, pw, oh, ow, _num_threads)
+    return dx
+
+
+# ----------------------------------------------------------- max pooling ----
+
+cdef void _maxpool_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                           int[:, :, :, ::1] argmax,
+                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                           Py_ssize_t PH, Py_ssize_t PW, int num_threads) noexcept nogil:
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t nc, n, c, oh, ow, ky, kx, ih, iw, ih0, iw0
+    cdef floating v, best
+    cdef int best_at
+    for nc in prange(x.shape[0] * C, num_threads=num_threads, schedule='static'):
+        n = nc // C
+        c = nc % C
+        for oh in range(OH):
+            ih0 = oh * SH - PH
+            for ow in range(OW):
+                iw0 = ow * SW - PW
+                # Padding holds -inf, so a window whose real values are all
+                # -inf keeps position 0, exactly as numpy.argmax would.
+                best = -INFINITY
+                best_at = 0
+                for ky in range(KH):
+                    ih = ih0 + ky
+                    if ih < 0 or ih >= H:
+                        continue
+                    for kx in range(KW):
+                        iw = iw0 + kx
+                        if iw < 0 or iw >= W:
+                            continue
+                        v = x[n, c, ih, iw]
+                        # Strict '>' keeps the first maximum; the first NaN
+                        # wins and is never replaced (numpy.argmax rules).
+                        if v > best or (v != v and best == best):
+                            best = v
+                            best_at = <int>(ky * KW + kx)
+                out[n, c, oh, ow] = best
+                argmax[n, c, oh, ow] = best_at
+
+
+def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
+    """Max of every window, and where it was.
+
+    Shapes: x ``(N, C, H, W)`` -> out ``(N, C, OH, OW)`` (x's dtype),
+    argmax ``(N, C, OH, OW)`` int32 in ``[0, KH*KW)``. Padding is -inf; ties
+    go to the first maximum in row-major order (as ``numpy.argmax``).
+    """
+    float_array(x, "x", 4)
+    cdef Py_ssize_t kh, kw, sh, sw, ph, pw
+    kh, kw = pair(kernel_size, "kernel_size", 1)
+    sh, sw = pair(stride, "stride", 1)
+    ph, pw = pair(pad, "pad", 0)
+    n, c, h, w = x.shape
+    oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
+    ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
+    out = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=ARGMAX_DTYPE)
+    if x.dtype == np.float32:
+        _maxpool_forward[float](x, out, argmax, kh, kw, sh, sw, ph, pw, _num_threads)
+    else:
+        _maxpool_forward[double](x, out, argmax, kh, kw, sh, sw, ph, pw, _num_threads)
+    return out, argmax
+
+
+cdef int _maxpool_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1] argmax,
+                           floating[:, :, :, ::1] dx,
+                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                           Py_ssize_t PH, Py_ssize_t PW, int num_threads) noexcept nogil:
+    """Returns the number of out-of-range argmax entries (which are skipped)."""
+    cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t OH = dout.shape[2], OW = dout.shape[3]
+    cdef Py_ssize_t nc, n, c, oh, ow, ih, iw
+    cdef int at, bad = 0
+    # Overlapping windows may send gradient to the same element, but only
+    # within one (n, c) plane, and each plane belongs to one thread.
+    for nc in prange(dx.shape[0] * C, num_threads=num_threads, schedule='static'):
+        n = nc // C
+        c = nc % C
+        dx[n, c, :, :] = 0
+        for oh in range(OH):
+            for ow in range(OW):
+                at = argmax[n, c, oh, ow]
+                if at < 0 or at >= KH * KW:
+                    bad += 1
+                    continue
+                ih = oh * SH - PH + at // KW
+                iw = ow * SW - PW + at % KW
+                if 0 <= ih < H and 0 <= iw < W:
+                    dx[n, c, ih, iw] = dx[n, c, ih, iw] + dout[n, c, oh, ow]
+    return bad
+
+
+def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
+    """Send each window's gradient to the element that won its max.
+
+    Shapes: dout, argmax ``(N, C, OH, OW)`` -> dx ``x_shape = (N, C, H, W)``.
+    Overlapping windows accumulate; a winner in the padding is dropped.
+    """
+    cdef Py_ssize_t kh, kw, sh, sw, ph, pw
+    kh, kw = pair(kernel_size, "kernel_size", 1)
+    sh, sw = pair(stride, "stride", 1)
+    ph, pw = pair(pad, "pad", 0)
+    n, c, h, w = pool_grad_check(dout, argmax, x_shape, kh, kw, sh, sw, ph, pw)
+    dx = np.empty((n, c, h, w), dtype=dout.dtype)
+    if dout.dtype == np.float32:
+        bad = _maxpool_backward[float](dout, argmax, dx, kh, kw, sh, sw, ph, pw, _num_threads)
+    else:
+        bad = _maxpool_backward[double](dout, argmax, dx, kh, kw, sh, sw, ph, pw, _num_threads)
+    if bad:
+        raise ValueError(f"argmax values must lie in [0, {kh * kw}) for a {kh}x{kw} window "
+                         f"({bad} do not)")
+    return dx

@@ -1,0 +1,93 @@
+"""Argument checks shared by the compiled core and the NumPy reference.
+
+Both implementations call these *before* touching any data, so a bad call
+raises the same clear ``TypeError``/``ValueError`` whichever path is in use,
+and the compiled loops only ever see arrays they can index safely.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+ARGMAX_DTYPE = np.dtype(np.int32)
+
+
+def pair(value, name, minimum):
+    """Return ``value`` as a pair of ints ``(a, b)``, each ``>= minimum``."""
+    if isinstance(value, (int, np.integer)):
+        value = (value, value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    for v in (a, b):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        if v < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(a), int(b)
+
+
+def float_array(x, name, ndim):
+    """Check that ``x`` is a C-contiguous float32/float64 array of ``ndim`` dims."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
+    return x
+
+
+def shape4(shape, name):
+    """Check an ``(N, C, H, W)`` shape tuple of positive ints."""
+    try:
+        dims = tuple(int(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple (N, C, H, W), got {shape!r}") from None
+    if len(dims) != 4 or min(dims) < 1:
+        raise ValueError(f"{name} must be 4 positive ints (N, C, H, W), got {shape!r}")
+    return dims
+
+
+def conv_output_size(size, kernel, stride, pad, axis):
+    """Output length of a convolution window sliding along one axis."""
+    span = size + 2 * pad - kernel
+    if span < 0:
+        raise ValueError(
+            f"kernel {axis} {kernel} is larger than the padded input {axis} {size + 2 * pad}")
+    return span // stride + 1
+
+
+def pool_output_size(size, kernel, stride, pad, ceil_mode, axis):
+    """Output length of a pooling window; ``ceil_mode`` lets the last window
+    hang off the edge, but never start past the input (so every window holds
+    at least one real element)."""
+    if pad >= kernel:
+        raise ValueError(f"pad {pad} must be smaller than the kernel {axis} {kernel}")
+    out = conv_output_size(size, kernel, stride, pad, axis)
+    if ceil_mode:
+        span = size + 2 * pad - kernel
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= size + pad:
+            out -= 1
+    return out
+
+
+def pool_grad_check(dout, argmax, x_shape, kh, kw, sh, sw, ph, pw):
+    """Check the arguments of a max-pooling backward pass; return x_shape."""
+    float_array(dout, "dout", 4)
+    if not isinstance(argmax, np.ndarray) or argmax.dtype != ARGMAX_DTYPE:
+        raise TypeError("argmax must be the int32 array returned by maxpool_forward")
+    if argmax.shape != dout.shape:
+        raise ValueError(f"argmax shape {argmax.shape} differs from dout shape {dout.shape}")
+    if not argmax.flags.c_contiguous:
+        raise ValueError("argmax must be C-contiguous")
+    n, c, h, w = shape4(x_shape, "x_shape")
+    # dout may come from either rounding mode; anything else is a mismatch.
+    allowed = {(pool_output_size(h, kh, sh, ph, ceil, "height"),
+                pool_output_size(w, kw, sw, pw, ceil, "width")) for ceil in (False, True)}
+    if dout.shape[:2] != (n, c) or dout.shape[2:] not in allowed:
+        raise ValueError(f"dout shape {dout.shape} does not fit x_shape {tuple(x_shape)} "
+                         f"with a {kh}x{kw} window, stride {(sh, sw)}, pad {(ph, pw)}")
+    return n, c, h, w

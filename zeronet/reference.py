@@ -1,0 +1,103 @@
+"""Pure-NumPy kernels: the readable reference and the oracle for ``_core``.
+
+Same contract as the compiled core (``zeronet/_core.pyx``): same arguments,
+same checks, same errors, same outputs. Copies (im2col, pooling forward and
+its argmax) agree exactly; accumulations (col2im, pooling backward) agree up
+to rounding, because the sums are taken in a different order.
+
+Layouts (the book's, ch. 7.4):
+
+- ``col``: ``(N*OH*OW, C*KH*KW)``, one row per output position in
+  ``(n, oh, ow)`` order, one column per ``(c, ky, kx)``.
+- ``argmax``: ``(N, C, OH, OW)`` int32, the position of the maximum *inside
+  its window*, ``ky*KW + kx``; padding counts as a position holding -inf.
+"""
+import numpy as np
+
+from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, pair,
+                               pool_grad_check, pool_output_size, shape4)
+
+
+def im2col(x, kernel_size, stride=1, pad=0):
+    """Unfold every convolution window of ``x`` into one row.
+
+    Shapes: x ``(N, C, H, W)`` -> col ``(N*OH*OW, C*KH*KW)``, zero padding.
+    """
+    float_array(x, "x", 4)
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+    n, c, h, w = x.shape
+    oh = conv_output_size(h, kh, sh, ph, "height")
+    ow = conv_output_size(w, kw, sw, pw, "width")
+    img = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)])
+    col = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    # One strided slice per kernel offset: each (ky, kx) sees a shifted,
+    # subsampled copy of the image.
+    for ky in range(kh):
+        for kx in range(kw):
+            col[:, :, ky, kx] = img[:, :, ky:ky + sh * oh:sh, kx:kx + sw * ow:sw]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * kh * kw)
+
+
+def col2im(col, x_shape, kernel_size, stride=1, pad=0):
+    """Adjoint of :func:`im2col`: fold rows back, summing overlapping windows.
+
+    Shapes: col ``(N*OH*OW, C*KH*KW)`` -> dx ``x_shape = (N, C, H, W)``.
+    """
+    float_array(col, "col", 2)
+    n, c, h, w = shape4(x_shape, "x_shape")
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+    oh = conv_output_size(h, kh, sh, ph, "height")
+    ow = conv_output_size(w, kw, sw, pw, "width")
+    if col.shape != (n * oh * ow, c * kh * kw):
+        raise ValueError(f"col must have shape {(n * oh * ow, c * kh * kw)} for x_shape "
+                         f"{x_shape}, got {col.shape}")
+    col6 = col.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
+    img = np.zeros((n, c, h + 2 * ph + sh - 1, w + 2 * pw + sw - 1), dtype=col.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            img[:, :, ky:ky + sh * oh:sh, kx:kx + sw * ow:sw] += col6[:, :, ky, kx]
+    return np.ascontiguousarray(img[:, :, ph:ph + h, pw:pw + w])
+
+
+def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
+    """Max of every window, and where it was.
+
+    Shapes: x ``(N, C, H, W)`` -> out ``(N, C, OH, OW)`` (x's dtype),
+    argmax ``(N, C, OH, OW)`` int32 in ``[0, KH*KW)``. Padding is -inf; ties
+    go to the first maximum in row-major order (as ``numpy.argmax``).
+    """
+    float_array(x, "x", 4)
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+    n, c, h, w = x.shape
+    oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
+    ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
+    # In ceil mode the last window may need more -inf beyond the usual pad.
+    extra_h = max(0, (oh - 1) * sh + kh - (h + 2 * ph))
+    extra_w = max(0, (ow - 1) * sw + kw - (w + 2 * pw))
+    img = np.pad(x, [(0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w)],
+                 constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(img, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw][:, :, :oh, :ow].reshape(n, c, oh, ow, kh * kw)
+    argmax = np.argmax(windows, axis=-1)
+    out = np.take_along_axis(windows, argmax[..., None], axis=-1)[..., 0]
+    return np.ascontiguousarray(out), argmax.astype(ARGMAX_DTYPE)
+
+
+def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
+    """Send each window's gradient to the element that won its max.
+
+    Shapes: dout, argmax ``(N, C, OH, OW)`` -> dx ``x_shape = (N, C, H, W)``.
+    Overlapping windows accumulate; a winner in the padding is dropped.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+    n, c, h, w = pool_grad_check(dout, argmax, x_shape, kh, kw, sh, sw, ph, pw)
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= kh * kw):
+        raise ValueError(f"argmax values must lie in [0, {kh * kw}) for a {kh}x{kw} window")
+    oh, ow = dout.shape[2:]
+    rows = np.arange(oh)[:, None] * sh + argmax // kw - ph
+    cols = np.arange(ow)[None, :] * sw + argmax % kw - pw
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    nn, cc = np.indices((n, c, oh, ow))[:2]
+    dx = np.zeros((n, c, h, w), dtype=dout.dtype)
+    np.add.at(dx, (nn[inside], cc[inside], rows[inside], cols[inside]), dout[inside])
+    return dx
