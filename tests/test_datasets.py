@@ -1,0 +1,461 @@
+"""Tests for zeronet.datasets: the IDX reader, the checks, the downloader.
+
+No test touches the internet. Downloads are tested for real over HTTP, against
+a server on 127.0.0.1 that serves tiny synthetic IDX files; the checksum table
+is monkeypatched to those files' hashes. The one test on the real MNIST runs
+only where ../shared/data/mnist exists.
+"""
+import gzip
+import hashlib
+import http.server
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zeronet import datasets
+from zeronet.datasets import (Dataset, DatasetError, IdxFile, download_file, download_mnist,
+                              load_mnist, read_idx, resolve_data_dir, train_val_split)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+
+
+# ---------------------------------------------------------------- helpers
+
+def idx_bytes(array, type_code=0x08):
+    """Encode a uint8 array as IDX: 00 00 <type> <ndim>, big-endian dims, data."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.tobytes()
+
+
+def write_idx(path, content):
+    """Write IDX bytes to ``path``, gzip-compressed if the name ends in .gz."""
+    path = Path(path)
+    path.write_bytes(gzip.compress(content) if path.suffix == ".gz" else content)
+    return path
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def tiny_images(n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 3, 2), dtype=np.uint8)  # non-square on purpose
+
+
+def tiny_labels(n, seed):
+    return np.random.default_rng(seed).integers(0, 10, size=n, dtype=np.uint8)
+
+
+@pytest.fixture
+def tiny_mnist(monkeypatch):
+    """Replace MNIST's file table by four tiny files; return their arrays and IDX bytes."""
+    arrays = {"x_train": tiny_images(6, 1), "y_train": tiny_labels(6, 2),
+              "x_test": tiny_images(4, 3), "y_test": tiny_labels(4, 4)}
+    contents = {}
+    for key, array in arrays.items():
+        spec = datasets.MNIST_FILES[key]
+        contents[spec.name] = idx_bytes(array)
+        monkeypatch.setitem(datasets.MNIST_FILES, key,
+                            IdxFile(spec.name, array.shape, sha256(contents[spec.name])))
+    return arrays, contents
+
+
+def assert_mentions(excinfo, *words):
+    message = str(excinfo.value)
+    for word in words:
+        assert word in message, f"{word!r} not in the error message:\n{message}"
+
+
+# ---------------------------------------------------------------- read_idx
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("array", [tiny_labels(7, 0), tiny_images(5, 0),
+                                   np.arange(24, dtype=np.uint8).reshape(2, 3, 4)],
+                         ids=["labels", "images", "3d"])
+def test_read_idx_round_trips(tmp_path, suffix, array):
+    path = write_idx(tmp_path / f"file-idx{suffix}", idx_bytes(array))
+    got = read_idx(path)
+    assert got.dtype == np.uint8
+    assert got.shape == array.shape
+    np.testing.assert_array_equal(got, array)
+    assert got.flags.writeable  # an ordinary array, not a read-only view of the bytes
+
+
+def test_read_idx_checks_shape_and_sha256(tmp_path):
+    content = idx_bytes(tiny_labels(5, 0))
+    path = write_idx(tmp_path / "labels.gz", content)
+    read_idx(str(path), shape=(5,), sha256=sha256(content).upper())  # str paths, any case
+
+    with pytest.raises(DatasetError) as excinfo:
+        read_idx(path, shape=(5, 28, 28))
+    assert_mentions(excinfo, "labels.gz", "(5,)", "(5, 28, 28)")
+
+    wrong = "0" * 64
+    with pytest.raises(DatasetError) as excinfo:
+        read_idx(path, sha256=wrong)
+    assert_mentions(excinfo, "labels.gz", wrong, sha256(content))
+
+
+def damaged(content, how):
+    if how == "truncated data":
+        return content[:-3]
+    if how == "truncated header":
+        return content[:9]  # magic + 1 of 3 dims
+    if how == "empty":
+        return b""
+    if how == "trailing bytes":
+        return content + b"\x00\x00"
+    if how == "wrong magic":
+        return b"\x89PNG" + content[4:]
+    if how == "float32 type byte":
+        return content[:2] + b"\x0d" + content[3:]
+    if how == "zero dimensions":
+        return content[:3] + b"\x00"
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("how, words", [
+    ("truncated data", ["truncated", "(4, 3, 2)"]),
+    ("truncated header", ["truncated", "header"]),
+    ("empty", ["too short"]),
+    ("trailing bytes", ["2 unexpected bytes"]),
+    ("wrong magic", ["not an IDX file", "0x89504E47"]),
+    ("float32 type byte", ["float32", "0x0D"]),
+    ("zero dimensions", ["0 dimensions"]),
+])
+def test_read_idx_rejects_damaged_files(tmp_path, suffix, how, words):
+    path = write_idx(tmp_path / f"bad-idx3-ubyte{suffix}", damaged(idx_bytes(tiny_images(4, 0)), how))
+    with pytest.raises(DatasetError) as excinfo:
+        read_idx(path)
+    assert_mentions(excinfo, path.name, *words)
+
+
+def test_read_idx_rejects_bad_gzip(tmp_path):
+    content = idx_bytes(tiny_images(50, 0))
+    compressed = gzip.compress(content)
+
+    not_gzip = tmp_path / "raw-named.gz"
+    not_gzip.write_bytes(content)
+    with pytest.raises(DatasetError) as excinfo:
+        read_idx(not_gzip)
+    assert_mentions(excinfo, "raw-named.gz", "not gzip")
+
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(compressed[:len(compressed) // 2])
+    with pytest.raises(DatasetError) as excinfo:
+        read_idx(cut)
+    assert_mentions(excinfo, "cut.gz", "damaged or truncated")
+
+    flipped = bytearray(compressed)
+    flipped[len(flipped) // 2] ^= 0xFF  # inside the deflate stream: zlib or CRC error
+    corrupt = tmp_path / "corrupt.gz"
+    corrupt.write_bytes(bytes(flipped))
+    with pytest.raises(DatasetError) as excinfo:
+        read_idx(corrupt)
+    assert_mentions(excinfo, "corrupt.gz")
+
+    gzip_without_suffix = tmp_path / "train-images-idx3-ubyte"
+    gzip_without_suffix.write_bytes(compressed)
+    with pytest.raises(DatasetError) as excinfo:
+        read_idx(gzip_without_suffix)
+    assert_mentions(excinfo, "train-images-idx3-ubyte", "gzip-compressed")
+
+
+def test_read_idx_missing_file(tmp_path):
+    with pytest.raises(DatasetError) as excinfo:
+        read_idx(tmp_path / "nowhere.gz")
+    assert_mentions(excinfo, "nowhere.gz", "cannot read")
+
+
+# ---------------------------------------------------------------- where the data lives
+
+def test_resolve_data_dir_order(monkeypatch, tmp_path):
+    monkeypatch.delenv("ZERONET_DATA", raising=False)
+    assert resolve_data_dir() == REPO_ROOT / "data"
+    monkeypatch.setenv("ZERONET_DATA", "")  # empty counts as unset
+    assert resolve_data_dir() == REPO_ROOT / "data"
+    monkeypatch.setenv("ZERONET_DATA", str(tmp_path / "env"))
+    assert resolve_data_dir() == tmp_path / "env"
+    assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert isinstance(resolve_data_dir(str(tmp_path)), Path)
+
+
+# ---------------------------------------------------------------- train_val_split
+
+def test_train_val_split_takes_the_last_examples():
+    x = np.arange(10 * 2).reshape(10, 2)
+    y = np.arange(10)
+    (x_tr, y_tr), (x_val, y_val) = train_val_split(x, y, 3)
+    np.testing.assert_array_equal(y_tr, np.arange(7))
+    np.testing.assert_array_equal(y_val, [7, 8, 9])
+    np.testing.assert_array_equal(x_val, x[7:])
+    assert x_tr.shape == (7, 2)
+
+
+@pytest.mark.parametrize("n_val, error", [(0, ValueError), (10, ValueError), (-1, ValueError),
+                                          (2.5, TypeError), (True, TypeError)])
+def test_train_val_split_rejects_bad_sizes(n_val, error):
+    with pytest.raises(error):
+        train_val_split(np.zeros((10, 2)), np.zeros(10), n_val)
+
+
+def test_train_val_split_rejects_length_mismatch():
+    with pytest.raises(ValueError, match="same length"):
+        train_val_split(np.zeros((10, 2)), np.zeros(9), 2)
+
+
+# ---------------------------------------------------------------- load_mnist from disk
+
+def test_load_mnist_from_disk_gz_and_raw(tmp_path, tiny_mnist):
+    arrays, contents = tiny_mnist
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for i, (name, content) in enumerate(contents.items()):
+        write_idx(folder / (name + (".gz" if i % 2 else "")), content)  # both spellings
+    mnist = load_mnist(tmp_path, download=False)
+    assert isinstance(mnist, Dataset)
+    for key, array in arrays.items():
+        np.testing.assert_array_equal(getattr(mnist, key), array)
+    assert mnist.classes == tuple("0123456789")
+    assert "x_train=uint8(6, 3, 2)" in repr(mnist)
+
+
+def test_load_mnist_missing_files_without_download(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network must not be used when download=False")
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", no_network)
+    with pytest.raises(DatasetError) as excinfo:
+        load_mnist(tmp_path, download=False)
+    assert_mentions(excinfo, str(tmp_path / "mnist"), "train-images-idx3-ubyte.gz",
+                    "t10k-labels-idx1-ubyte.gz", "ZERONET_DATA")
+    assert not (tmp_path / "mnist").exists()  # nothing created
+
+
+def test_load_mnist_rejects_wrong_counts_and_labels(tmp_path, tiny_mnist, monkeypatch):
+    arrays, contents = tiny_mnist
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name, content in contents.items():
+        write_idx(folder / (name + ".gz"), content)
+
+    # The real table expects 60,000 training images: the tiny file is refused.
+    spec = datasets.MNIST_FILES["x_train"]
+    monkeypatch.setitem(datasets.MNIST_FILES, "x_train",
+                        IdxFile(spec.name, (60000, 28, 28), spec.sha256))
+    with pytest.raises(DatasetError) as excinfo:
+        load_mnist(tmp_path, download=False)
+    assert_mentions(excinfo, "train-images-idx3-ubyte.gz", "(60000, 28, 28)")
+    monkeypatch.setitem(datasets.MNIST_FILES, "x_train", spec)
+
+    # A label of 10 (with a checksum table that agrees) is still refused.
+    bad = arrays["y_test"].copy()
+    bad[0] = 10
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", idx_bytes(bad))
+    spec = datasets.MNIST_FILES["y_test"]
+    monkeypatch.setitem(datasets.MNIST_FILES, "y_test",
+                        IdxFile(spec.name, spec.shape, sha256(idx_bytes(bad))))
+    with pytest.raises(DatasetError) as excinfo:
+        load_mnist(tmp_path, download=False)
+    assert_mentions(excinfo, "t10k-labels-idx1-ubyte.gz", "0..9", "10")
+
+
+# ---------------------------------------------------------------- downloads, over local HTTP
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Serve ``server.routes[path] = (behaviour, body)``; anything else is a 404.
+
+    Behaviours: "ok" sends the body; "drop" announces the full length, sends
+    half of the body and closes the connection.
+    """
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        behaviour, body = self.server.routes.get(self.path, ("404", b""))
+        if behaviour == "404":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if behaviour == "ok":
+            self.wfile.write(body)
+        elif behaviour == "drop":
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+        else:
+            raise AssertionError(behaviour)
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+
+@pytest.fixture
+def server(monkeypatch):
+    # A proxy configured in the environment must not see requests to 127.0.0.1.
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.routes = {}
+    httpd.requests = []
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    # A short poll interval so that shutdown() returns quickly.
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def closed_port_url():
+    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def serve(server, mirror, contents, behaviour="ok", transform=gzip.compress):
+    for name, content in contents.items():
+        server.routes[f"/{mirror}/{name}.gz"] = (behaviour, transform(content))
+
+
+def flip_last_bit(content):
+    """Same length, still valid IDX, different content: only the checksum can tell."""
+    return content[:-1] + bytes([content[-1] ^ 1])
+
+
+def files_in(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+def test_download_then_load(tmp_path, server, tiny_mnist):
+    arrays, contents = tiny_mnist
+    serve(server, "m1", contents)
+    mnist = load_mnist(tmp_path, mirrors=[f"{server.url}/m1/"], timeout=5)
+    for key, array in arrays.items():
+        np.testing.assert_array_equal(getattr(mnist, key), array)
+    assert files_in(tmp_path / "mnist") == sorted(f"{name}.gz" for name in contents)
+
+    # Everything present now: loading again downloads nothing.
+    server.requests.clear()
+    load_mnist(tmp_path, mirrors=[f"{server.url}/m1/"], timeout=5, progress=False)
+    assert server.requests == []
+
+
+def test_module_mirror_list_is_used_by_default(tmp_path, server, tiny_mnist, monkeypatch):
+    _, contents = tiny_mnist
+    serve(server, "m1", contents)
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", [f"{server.url}/m1"])  # no trailing /
+    download_mnist(tmp_path, timeout=5, progress=False)
+    assert len(files_in(tmp_path / "mnist")) == 4
+
+
+def test_404_then_next_mirror(tmp_path, server, tiny_mnist):
+    _, contents = tiny_mnist
+    serve(server, "m2", contents)  # nothing on m1
+    download_mnist(tmp_path, mirrors=[f"{server.url}/m1/", f"{server.url}/m2/"],
+                   timeout=5, progress=False)
+    assert len(files_in(tmp_path / "mnist")) == 4
+    assert f"/m1/{next(iter(contents))}.gz" in server.requests
+
+
+def test_corrupt_file_falls_back_to_next_mirror(tmp_path, server, tiny_mnist):
+    _, contents = tiny_mnist
+    # m1 serves well-formed IDX files with the wrong content (checksum mismatch).
+    serve(server, "m1", contents, transform=lambda c: gzip.compress(flip_last_bit(c)))
+    serve(server, "m2", contents)
+    download_mnist(tmp_path, mirrors=[f"{server.url}/m1/", f"{server.url}/m2/"],
+                   timeout=5, progress=False)
+    folder = tmp_path / "mnist"
+    assert files_in(folder) == sorted(f"{name}.gz" for name in contents)
+    for name, content in contents.items():
+        assert gzip.decompress((folder / f"{name}.gz").read_bytes()) == content
+
+
+def test_all_mirrors_fail(tmp_path, server, tiny_mnist):
+    _, contents = tiny_mnist
+    serve(server, "corrupt", contents, transform=lambda c: gzip.compress(flip_last_bit(c)))
+    serve(server, "notgzip", contents, transform=lambda c: b"<html>moved</html>")
+    refused = closed_port_url()
+    mirrors = [f"{server.url}/corrupt/", f"{server.url}/missing/", f"{server.url}/notgzip/",
+               refused]
+    with pytest.raises(DatasetError) as excinfo:
+        download_mnist(tmp_path, mirrors=mirrors, timeout=5, progress=False)
+    first = "train-images-idx3-ubyte.gz"
+    assert_mentions(excinfo, first, f"{server.url}/corrupt/{first}", "SHA-256 mismatch",
+                    f"{server.url}/missing/{first}", "HTTP 404",
+                    f"{server.url}/notgzip/{first}", "not gzip",
+                    f"{refused}{first}", "cannot connect",
+                    str(tmp_path / "mnist" / first), "by hand", "ZERONET_DATA")
+    assert ".part-" not in str(excinfo.value)  # reasons name the URL, not the temporary file
+    assert files_in(tmp_path / "mnist") == []  # no partial or temporary files
+
+
+def test_dropped_connection_is_a_failure(tmp_path, server, tiny_mnist):
+    _, contents = tiny_mnist
+    serve(server, "drop", contents, behaviour="drop")
+    with pytest.raises(DatasetError) as excinfo:
+        download_mnist(tmp_path, mirrors=[f"{server.url}/drop/"], timeout=5, progress=False)
+    assert_mentions(excinfo, f"{server.url}/drop/train-images-idx3-ubyte.gz",
+                    "incomplete download")
+    assert files_in(tmp_path / "mnist") == []
+
+    serve(server, "good", contents)
+    download_mnist(tmp_path, mirrors=[f"{server.url}/drop/", f"{server.url}/good/"],
+                   timeout=5, progress=False)
+    assert len(files_in(tmp_path / "mnist")) == 4
+
+
+def test_download_file_is_generic_and_atomic(tmp_path, server):
+    """download_file knows nothing of IDX: the verify callback decides."""
+    server.routes["/a.bin"] = ("ok", b"hello")
+    dest = tmp_path / "sub" / "a.bin"
+    seen = []
+
+    def verify(path):
+        seen.append(path)
+        assert not dest.exists()  # the final name appears only after verification
+        assert path.parent == dest.parent and path.name.endswith("a.bin")
+        if path.read_bytes() != b"hello":
+            raise DatasetError(f"{path}: unexpected content")
+
+    assert download_file([f"{server.url}/a.bin"], dest, verify, timeout=5) == dest
+    assert dest.read_bytes() == b"hello"
+    assert files_in(dest.parent) == ["a.bin"] and not seen[0].exists()
+
+    with pytest.raises(DatasetError, match="no URLs"):
+        download_file([], tmp_path / "b.bin", verify)
+
+
+# ---------------------------------------------------------------- the real MNIST
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"no local MNIST at {SHARED_MNIST}")
+def test_real_mnist(monkeypatch):
+    monkeypatch.setenv("ZERONET_DATA", str(SHARED_MNIST.parent))
+    mnist = load_mnist(download=False)
+    assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_train.dtype == np.uint8
+    assert mnist.y_train.shape == (60000,) and mnist.y_train.dtype == np.uint8
+    assert mnist.x_test.shape == (10000, 28, 28) and mnist.x_test.dtype == np.uint8
+    assert mnist.y_test.shape == (10000,) and mnist.y_test.dtype == np.uint8
+    np.testing.assert_array_equal(np.bincount(mnist.y_train, minlength=10),
+                                  [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+    np.testing.assert_array_equal(np.bincount(mnist.y_test, minlength=10),
+                                  [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+    mean = mnist.x_train.mean() / 255
+    assert abs(mean - 0.1307) < 5e-5, f"train pixel mean {mean:.5f}, expected 0.1307"
+
+    (x_tr, y_tr), (x_val, y_val) = train_val_split(mnist.x_train, mnist.y_train, 10_000)
+    assert x_tr.shape == (50000, 28, 28) and x_val.shape == (10000, 28, 28)
+    assert y_val.shape == (10000,) and np.shares_memory(x_val, mnist.x_train)

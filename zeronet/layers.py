@@ -1,0 +1,481 @@
+"""Layers in the book's forward/backward style (ゼロから作る Deep Learning, ch. 5-7).
+
+Every layer has ``forward(x, *, train=False) -> y`` and ``backward(dout) ->
+dx``; what backward needs is kept on named attributes during forward.
+``backward`` never modifies ``dout``. A layer owns its parameters
+(``self.params``: local name -> :class:`Parameter`), fills their ``grad`` in
+backward, and the optimizer updates their ``data`` in place.
+
+Shape letters: ``N, C, H, W`` input; ``OC, KH, KW`` weights; ``OH, OW`` output.
+"""
+import numpy as np
+
+from zeronet import initializers, kernels
+from zeronet._validate import conv_output_size, pair
+
+
+class Parameter:
+    """A trainable array with its gradient.
+
+    ``name`` is qualified (``"conv1/W"``) once the layer joins a network.
+    ``mask`` (same shape, bool) marks the entries that exist: LeNet-5's C3
+    connection table makes some weights structurally zero. ``decay`` says
+    whether weight decay applies (weights yes, biases no).
+    """
+
+    def __init__(self, data, name, *, mask=None, decay=True):
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.name = name
+        self.mask = mask
+        self.decay = decay
+
+    @property
+    def trainable_size(self):
+        """Number of free entries (masked-out entries do not count)."""
+        return int(self.mask.sum()) if self.mask is not None else self.data.size
+
+    def __repr__(self):
+        return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+LAYERS = {}
+
+
+class Layer:
+    """Base class: subclasses are registered by class name so that a network
+    can be rebuilt from its JSON description (see :mod:`zeronet.io`)."""
+
+    params = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        LAYERS[cls.__name__] = cls
+
+    def forward(self, x, *, train=False):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def config(self):
+        """Constructor arguments as JSON-friendly values."""
+        return {}
+
+    def generators(self):
+        """Random generators the layer draws from during training (Dropout)."""
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _check_dtype(x, dtype, layer):
+    # float64 into a float32 layer would silently upcast everything after it.
+    if x.dtype != dtype:
+        raise TypeError(f"{type(layer).__name__} holds {np.dtype(dtype)} parameters but got "
+                        f"{x.dtype} input; cast one of them (x.astype(...))")
+
+
+def _check_ndim(x, ndim, layer, what="(N, C, H, W)"):
+    if x.ndim != ndim:
+        raise ValueError(f"{type(layer).__name__} expects input of shape {what}, got {x.shape}")
+
+
+# ---------------------------------------------------------------- layers ----
+
+class Convolution(Layer):
+    """2-D convolution through im2col (book §7.4.3), with groups and an
+    optional connection table.
+
+    Shapes: x ``(N, C, H, W)`` -> y ``(N, OC, OH, OW)``;
+    W ``(OC, C // groups, KH, KW)``, b ``(OC,)``.
+
+    ``groups=2`` splits channels into two towers that do not see each other
+    (Krizhevsky et al. 2012 §3.5). ``table`` is an ``(OC, C)`` 0/1 matrix: output
+    map ``o`` sees input map ``c`` only where ``table[o][c]`` is 1 (LeCun et al.
+    1998, Table 1); the other weights are held at zero by a mask.
+
+    Saved for backward: ``x_shape``, ``col`` (the im2col matrix).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, pad=0,
+                 groups=1, table=None, dtype="float32", rng=None,
+                 weight_init="He", bias_init=0.0):
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride, self.pad = pair(stride, "stride", 1), pair(pad, "pad", 0)
+        self.groups = int(groups)
+        if self.groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        self.dtype = np.dtype(dtype)
+        kh, kw = self.kernel_size
+        shape = (out_channels, in_channels // groups, kh, kw)
+        mask = None
+        if table is not None:
+            table = np.asarray(table, dtype=bool)
+            if groups != 1 or table.shape != (out_channels, in_channels):
+                raise ValueError(f"table must be ({out_channels}, {in_channels}) with groups=1, "
+                                 f"got {table.shape} with groups={groups}")
+            mask = np.broadcast_to(table[:, :, None, None], shape).copy()
+        self.table = table
+        fan_in = mask.sum(axis=(1, 2, 3), keepdims=True) if mask is not None else shape[1] * kh * kw
+        rng = rng if rng is not None else np.random.default_rng(0)
+        W = initializers.get(weight_init)(shape, fan_in, out_channels * kh * kw, rng, self.dtype)
+        if mask is not None:
+            W *= mask
+        b = initializers.get(bias_init)((out_channels,), fan_in, out_channels, rng, self.dtype)
+        self.params = {"W": Parameter(W, "W", mask=mask), "b": Parameter(b, "b", decay=False)}
+
+    def config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "pad": list(self.pad), "groups": self.groups,
+                "table": None if self.table is None else self.table.astype(int).tolist(),
+                "dtype": self.dtype.name}
+
+    def forward(self, x, *, train=False):
+        _check_ndim(x, 4, self)
+        _check_dtype(x, self.dtype, self)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"Convolution expects {self.in_channels} input channels, got {x.shape}")
+        W, b = self.params["W"], self.params["b"]
+        N, G, OC = x.shape[0], self.groups, self.out_channels
+        self.x_shape = x.shape
+        self.col = kernels.im2col(np.ascontiguousarray(x), self.kernel_size, self.stride, self.pad)
+        OH, OW = self.output_hw(x.shape[2:])
+        w_data = W.data * W.mask if W.mask is not None else W.data
+        self.col_W = w_data.reshape(G, OC // G, -1)     # (G, OC/G, C/G*KH*KW)
+        K = self.col_W.shape[2]
+        out = np.empty((N * OH * OW, OC), dtype=self.dtype)
+        for g in range(G):
+            # Group g reads its own block of im2col columns, writes its own maps.
+            np.matmul(self.col[:, g * K:(g + 1) * K], self.col_W[g].T,
+                      out=out[:, g * OC // G:(g + 1) * OC // G])
+        out += b.data
+        return out.reshape(N, OH, OW, OC).transpose(0, 3, 1, 2)
+
+    def backward(self, dout):
+        W, b = self.params["W"], self.params["b"]
+        G, OC = self.groups, self.out_channels
+        K = self.col_W.shape[2]
+        dout = dout.transpose(0, 2, 3, 1).reshape(-1, OC)    # (N*OH*OW, OC)
+        b.grad[...] = dout.sum(axis=0)
+        dW = W.grad.reshape(G, OC // G, K)
+        dcol = np.empty_like(self.col)
+        for g in range(G):
+            dout_g = dout[:, g * OC // G:(g + 1) * OC // G]
+            np.matmul(dout_g.T, self.col[:, g * K:(g + 1) * K], out=dW[g])
+            np.matmul(dout_g, self.col_W[g], out=dcol[:, g * K:(g + 1) * K])
+        if W.mask is not None:
+            W.grad *= W.mask
+        return kernels.col2im(dcol, self.x_shape, self.kernel_size, self.stride, self.pad)
+
+    def output_hw(self, hw):
+            return tuple(conv_output_size(s, k, st, p, a) for s, k, st, p, a in
+                     zip(hw, self.kernel_size, self.stride, self.pad, ("height", "width")))
+
+
+class MaxPooling(Layer):
+    """Max pooling (book §7.4.4), overlapping windows allowed.
+
+    Shapes: x ``(N, C, H, W)`` -> y ``(N, C, OH, OW)``. ``stride`` defaults to
+    the kernel size. Padding acts as -inf. ``ceil_mode`` lets the last window
+    hang off the edge (cuda-convnet's 24 -> 12 -> 6 with 3x3 stride 2).
+
+    Saved for backward: ``x_shape``, ``arg_max`` (position in each window).
+    """
+
+    def __init__(self, kernel_size, stride=None, pad=0, ceil_mode=False):
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride = pair(stride if stride is not None else kernel_size, "stride", 1)
+        self.pad = pair(pad, "pad", 0)
+        self.ceil_mode = bool(ceil_mode)
+
+    def config(self):
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "pad": list(self.pad), "ceil_mode": self.ceil_mode}
+
+    def forward(self, x, *, train=False):
+        _check_ndim(x, 4, self)
+        self.x_shape = x.shape
+        out, self.arg_max = kernels.maxpool_forward(
+            np.ascontiguousarray(x), self.kernel_size, self.stride, self.pad, self.ceil_mode)
+        return out
+
+    def backward(self, dout):
+        return kernels.maxpool_backward(np.ascontiguousarray(dout), self.arg_max, self.x_shape,
+                                        self.kernel_size, self.stride, self.pad)
+
+
+def _window_sums(x, kernel_size, stride, pad):
+    """Sum of every window, each channel on its own: ``(N, C, OH, OW)``.
+
+    Treats channels as images of one channel, so im2col's rows are exactly
+    the windows. Returns the sums and the im2col geometry for backward.
+    """
+    N, C, H, W = x.shape
+    planes = np.ascontiguousarray(x).reshape(N * C, 1, H, W)
+    col = kernels.im2col(planes, kernel_size, stride, pad)      # (N*C*OH*OW, KH*KW)
+    OH = conv_output_size(H, kernel_size[0], stride[0], pad[0], "height")
+    OW = conv_output_size(W, kernel_size[1], stride[1], pad[1], "width")
+    return col.sum(axis=1).reshape(N, C, OH, OW)
+
+
+def _window_sums_backward(dsum, x_shape, kernel_size, stride, pad):
+    """Adjoint of :func:`_window_sums`: every element of a window gets the
+    window's gradient."""
+    N, C, H, W = x_shape
+    kk = kernel_size[0] * kernel_size[1]
+    dcol = np.repeat(dsum.reshape(-1, 1), kk, axis=1)
+    dx = kernels.col2im(dcol, (N * C, 1, H, W), kernel_size, stride, pad)
+    return dx.reshape(x_shape)
+
+
+class AvgPooling(Layer):
+    """Average pooling; zero padding counts in the average.
+
+    Shapes: x ``(N, C, H, W)`` -> y ``(N, C, OH, OW)``. Saved: ``x_shape``.
+    """
+
+    def __init__(self, kernel_size, stride=None, pad=0):
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride = pair(stride if stride is not None else kernel_size, "stride", 1)
+        self.pad = pair(pad, "pad", 0)
+
+    def config(self):
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "pad": list(self.pad)}
+
+    def forward(self, x, *, train=False):
+        _check_ndim(x, 4, self)
+        self.x_shape = x.shape
+        kk = self.kernel_size[0] * self.kernel_size[1]
+        return _window_sums(x, self.kernel_size, self.stride, self.pad) / x.dtype.type(kk)
+
+    def backward(self, dout):
+        kk = self.kernel_size[0] * self.kernel_size[1]
+        return _window_sums_backward(dout / dout.dtype.type(kk), self.x_shape,
+                                     self.kernel_size, self.stride, self.pad)
+
+
+class Subsampling(Layer):
+    """LeNet's trainable subsampling (LeCun et al. 1998 §II.B, layer S2):
+    each 2x2 window is summed, multiplied by a trainable coefficient of its
+    map and shifted by a trainable bias of its map. The squashing function
+    is a separate layer.
+
+    Shapes: x ``(N, C, H, W)`` -> y ``(N, C, H/2, W/2)``; coeff, b ``(C,)``.
+    Saved for backward: ``window_sum``, ``x_shape``.
+    """
+
+    def __init__(self, channels, kernel_size=2, *, dtype="float32", rng=None,
+                 weight_init="LeCunUniform"):
+        self.channels = int(channels)
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.dtype = np.dtype(dtype)
+        fan_in = self.kernel_size[0] * self.kernel_size[1]
+        rng = rng if rng is not None else np.random.default_rng(0)
+        coeff = initializers.get(weight_init)((channels,), fan_in, 1, rng, self.dtype)
+        self.params = {"coeff": Parameter(coeff, "coeff"),
+                       "b": Parameter(np.zeros(channels, dtype=self.dtype), "b", decay=False)}
+
+    def config(self):
+        return {"channels": self.channels, "kernel_size": list(self.kernel_size),
+                "dtype": self.dtype.name}
+
+    def forward(self, x, *, train=False):
+        _check_ndim(x, 4, self)
+        _check_dtype(x, self.dtype, self)
+        self.x_shape = x.shape
+        self.window_sum = _window_sums(x, self.kernel_size, self.kernel_size, (0, 0))
+        coeff, b = self.params["coeff"].data, self.params["b"].data
+        return self.window_sum * coeff[:, None, None] + b[:, None, None]
+
+    def backward(self, dout):
+        coeff, b = self.params["coeff"], self.params["b"]
+        coeff.grad[...] = (dout * self.window_sum).sum(axis=(0, 2, 3))
+        b.grad[...] = dout.sum(axis=(0, 2, 3))
+        return _window_sums_backward(dout * coeff.data[:, None, None], self.x_shape,
+                                     self.kernel_size, self.kernel_size, (0, 0))
+
+
+class Affine(Layer):
+    """Fully connected layer ``y = x W + b`` (book §5.6.2).
+
+    Shapes: x ``(N, D)`` or ``(N, ...)`` flattened to ``(N, D)`` -> y ``(N, M)``;
+    W ``(D, M)``, b ``(M,)``. Saved for backward: ``x`` (2-D), ``x_shape``.
+    """
+
+    def __init__(self, in_features, out_features, *, dtype="float32", rng=None,
+                 weight_init="He", bias_init=0.0):
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.dtype = np.dtype(dtype)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        W = initializers.get(weight_init)((in_features, out_features), in_features,
+                                          out_features, rng, self.dtype)
+        b = initializers.get(bias_init)((out_features,), in_features, out_features, rng, self.dtype)
+        self.params = {"W": Parameter(W, "W"), "b": Parameter(b, "b", decay=False)}
+
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "dtype": self.dtype.name}
+
+    def forward(self, x, *, train=False):
+        _check_dtype(x, self.dtype, self)
+        self.x_shape = x.shape
+        self.x = x.reshape(x.shape[0], -1)
+        if self.x.shape[1] != self.in_features:
+            raise ValueError(f"Affine expects {self.in_features} features per example, "
+                             f"got input of shape {x.shape}")
+        return self.x @ self.params["W"].data + self.params["b"].data
+
+    def backward(self, dout):
+        W, b = self.params["W"], self.params["b"]
+        np.matmul(self.x.T, dout, out=W.grad)
+        b.grad[...] = dout.sum(axis=0)
+        return (dout @ W.data.T).reshape(self.x_shape)
+
+
+class Flatten(Layer):
+    """``(N, C, H, W)`` -> ``(N, C*H*W)``. Saved: ``x_shape``."""
+
+    def forward(self, x, *, train=False):
+        self.x_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        return dout.reshape(self.x_shape)
+
+
+# ----------------------------------------------------------- activations ----
+
+class ReLU(Layer):
+    """``max(0, x)`` (book §5.5.1). Saved: ``mask`` (where x <= 0)."""
+
+    def forward(self, x, *, train=False):
+        self.mask = x <= 0
+        return np.where(self.mask, x.dtype.type(0), x)
+
+    def backward(self, dout):
+        return np.where(self.mask, dout.dtype.type(0), dout)
+
+
+class Sigmoid(Layer):
+    """Logistic ``1 / (1 + exp(-x))`` (book §5.5.2). Saved: ``out``."""
+
+    def forward(self, x, *, train=False):
+        # exp of a large positive number overflows; this form never does.
+        e = np.exp(-np.abs(x))
+        self.out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1 - self.out) * self.out
+
+
+class Tanh(Layer):
+    """Hyperbolic tangent. Saved: ``out``."""
+
+    def forward(self, x, *, train=False):
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1 - self.out * self.out)
+
+
+class ScaledTanh(Layer):
+    """LeCun's squashing function ``A tanh(S a)``, ``A = 1.7159``, ``S = 2/3``
+    (LeCun et al. 1998 §II.A and Appendix A): ``f(±1) = ±1``.
+    Saved: ``tanh`` (the unscaled tanh of ``S a``)."""
+
+    A = 1.7159
+    S = 2.0 / 3.0
+
+    def forward(self, x, *, train=False):
+        self.tanh = np.tanh(x * x.dtype.type(self.S))
+        return self.tanh * x.dtype.type(self.A)
+
+    def backward(self, dout):
+        scale = dout.dtype.type(self.A * self.S)
+        return dout * scale * (1 - self.tanh * self.tanh)
+
+
+class LRN(Layer):
+    """Local response normalisation across channels (Krizhevsky et al. 2012 §3.3):
+
+    ``b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2) ** beta``
+
+    with the sum over the ``n`` neighbouring maps that exist (zeros beyond the
+    edges). Paper values: ``k=2, n=5, alpha=1e-4, beta=0.75``; alpha is *not*
+    divided by n here (PyTorch and Caffe divide it).
+
+    Shapes: x ``(N, C, H, W)`` -> y same. Saved: ``x``, ``scale``, ``out``.
+    """
+
+    def __init__(self, n=5, k=2.0, alpha=1e-4, beta=0.75):
+        if n < 1 or n % 2 == 0:
+            raise ValueError(f"LRN size n must be a positive odd number, got {n}")
+        self.n, self.k, self.alpha, self.beta = int(n), float(k), float(alpha), float(beta)
+
+    def config(self):
+        return {"n": self.n, "k": self.k, "alpha": self.alpha, "beta": self.beta}
+
+    def _channel_window_sum(self, a):
+        # Sum over channels i-n/2..i+n/2 via a cumulative sum along C.
+        half = self.n // 2
+        padded = np.pad(a, [(0, 0), (half + 1, half), (0, 0), (0, 0)])
+        csum = np.cumsum(padded, axis=1)
+        return csum[:, self.n:] - csum[:, :-self.n]
+
+    def forward(self, x, *, train=False):
+        _check_ndim(x, 4, self)
+        t = x.dtype.type
+        self.x = x
+        self.scale = t(self.k) + t(self.alpha) * self._channel_window_sum(x * x)
+        self.out = x * self.scale ** t(-self.beta)
+        return self.out
+
+    def backward(self, dout):
+        t = dout.dtype.type
+        # i sits in j's window exactly when j sits in i's (the window is
+        # symmetric), so the cross term is again a window sum.
+        cross = self._channel_window_sum(dout * self.out / self.scale)
+        return dout * self.scale ** t(-self.beta) - t(2 * self.alpha * self.beta) * self.x * cross
+
+
+class Dropout(Layer):
+    """Dropout (book §6.4.3; Krizhevsky et al. 2012 §4.2).
+
+    Training: each unit is kept with probability ``1 - ratio`` and zeroed
+    otherwise. Test: every unit is kept and scaled by ``1 - ratio``, so the
+    expected output matches (the paper's "multiply their outputs by 0.5").
+    Shapes: any. Saved: ``mask``. Draws from ``rng`` (checkpointed).
+    """
+
+    def __init__(self, ratio=0.5, *, rng=None):
+        if not 0 <= ratio < 1:
+            raise ValueError(f"dropout ratio must be in [0, 1), got {ratio}")
+        self.ratio = float(ratio)
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+
+    def config(self):
+        return {"ratio": self.ratio}
+
+    def generators(self):
+        return {"rng": self.rng}
+
+    def forward(self, x, *, train=False):
+        if train:
+            self.mask = self.rng.random(x.shape) >= self.ratio
+            return x * self.mask
+        self.mask = None
+        return x * x.dtype.type(1 - self.ratio)
+
+    def backward(self, dout):
+        if self.mask is None:
+            return dout * dout.dtype.type(1 - self.ratio)
+        return dout * self.mask

@@ -1,0 +1,45 @@
+"""Loss layers."""
+import numpy as np
+
+
+def softmax(x):
+    """Row-wise softmax, stable for large scores. Shapes: ``(N, K) -> (N, K)``."""
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class SoftmaxWithLoss:
+    """Softmax followed by mean cross-entropy (book §5.6.3).
+
+    ``forward(score, t)`` takes scores ``(N, K)`` and labels ``t`` as class
+    indices ``(N,)`` or one-hot ``(N, K)``; returns the mean loss (a float).
+    ``backward(dout=1.0)`` returns ``dscore = dout * (y - t) / N``.
+    Saved for backward: ``y`` (probabilities), ``t`` (as indices).
+    """
+
+    def forward(self, score, t):
+        if score.ndim != 2:
+            raise ValueError(f"SoftmaxWithLoss expects scores of shape (N, K), got {score.shape}")
+        t = np.asarray(t)
+        if t.ndim == 2:
+            t = t.argmax(axis=1)
+        if t.shape != (score.shape[0],):
+            raise ValueError(f"labels must have shape ({score.shape[0]},) or "
+                             f"({score.shape[0]}, {score.shape[1]}), got {t.shape}")
+        if t.size and (t.min() < 0 or t.max() >= score.shape[1]):
+            raise ValueError(f"labels must lie in [0, {score.shape[1]}), got {t.min()}..{t.max()}")
+        self.t = t
+        self.y = softmax(score)
+        n = score.shape[0]
+        # log of the picked probability, computed from the shifted scores so
+        # that a confident wrong answer gives a large loss, not log(0).
+        z = score - score.max(axis=1, keepdims=True)
+        log_p = z[np.arange(n), t] - np.log(np.exp(z).sum(axis=1))
+        return float(-log_p.mean())
+
+    def backward(self, dout=1.0):
+        n = self.t.shape[0]
+        dx = self.y.copy()
+        dx[np.arange(n), self.t] -= 1
+        return dx * dx.dtype.type(dout / n)

@@ -1,0 +1,70 @@
+"""Model builders. Each takes an explicit ``numpy.random.Generator``."""
+import numpy as np
+
+from zeronet import layers as L
+from zeronet.network import Sequential
+
+# LeCun et al. 1998, Table 1: which S2 maps (columns) each C3 map (rows) sees.
+# Maps 0-5 see 3 contiguous maps, 6-11 see 4 contiguous, 12-14 see 4
+# non-contiguous, 15 sees all six: 60 connections in all.
+LENET5_C3_INPUTS = [
+    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (0, 4, 5), (0, 1, 5),
+    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 3, 4, 5), (0, 1, 4, 5), (0, 1, 2, 5),
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+]
+
+
+def lenet5_c3_table():
+    """The C3 connection table as a ``(16, 6)`` 0/1 matrix."""
+    table = np.zeros((16, 6), dtype=int)
+    for out_map, inputs in enumerate(LENET5_C3_INPUTS):
+        table[out_map, list(inputs)] = 1
+    return table
+
+
+def squashing(name):
+    """The activation layer class for ``"scaled_tanh"`` (the paper's
+    1.7159 tanh(2a/3)), ``"sigmoid"`` (the book's) or ``"relu"``."""
+    return {"scaled_tanh": L.ScaledTanh, "sigmoid": L.Sigmoid, "relu": L.ReLU,
+            "tanh": L.Tanh}[name]
+
+
+def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num_classes=10):
+    """LeNet-5 (LeCun et al. 1998 §II.B) on ``(N, 1, 32, 32)`` input.
+
+    C1 6@28x28, S2 6@14x14, C3 16@10x10 (Table 1 connections unless
+    ``full_c3``), S4 16@5x5, C5 120, F6 84, then an Affine layer to the
+    ``num_classes`` scores (the paper's output is RBF units with fixed
+    codes; we use softmax cross-entropy). Every layer up to F6 is followed by
+    the squashing function. Weights uniform in +-2.4/fan-in (Appendix C).
+    Trainable parameters through F6: 60,000 (with the Table 1 C3).
+    """
+    act = squashing(activation)
+    init = "LeCunUniform"
+    kw = dict(dtype=dtype, rng=rng, weight_init=init)
+    return Sequential([
+        ("c1", L.Convolution(1, 6, 5, **kw)), ("c1_act", act()),
+        ("s2", L.Subsampling(6, 2, **kw)), ("s2_act", act()),
+        ("c3", L.Convolution(6, 16, 5, table=None if full_c3 else lenet5_c3_table(), **kw)),
+        ("c3_act", act()),
+        ("s4", L.Subsampling(16, 2, **kw)), ("s4_act", act()),
+        ("c5", L.Convolution(16, 120, 5, **kw)), ("c5_act", act()),
+        ("f6", L.Affine(120, 84, **kw)), ("f6_act", act()),
+        ("output", L.Affine(84, num_classes, **kw)),
+    ])
+
+
+def mlp(rng, hidden, *, in_features=784, num_classes=10, activation="scaled_tanh",
+        dtype="float32"):
+    """Fully connected network ``in_features - hidden... - num_classes``
+    (LeCun et al. 1998 §III.C.3-4); ``hidden=()`` is the linear classifier.
+    Input ``(N, ...)`` is flattened. Weights uniform in +-2.4/fan-in."""
+    act = squashing(activation)
+    kw = dict(dtype=dtype, rng=rng, weight_init="LeCunUniform")
+    sizes = [in_features, *hidden]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        layers += [(f"fc{i}", L.Affine(a, b, **kw)), (f"fc{i}_act", act())]
+    layers.append(("output", L.Affine(sizes[-1], num_classes, **kw)))
+    return Sequential(layers)

@@ -1,0 +1,81 @@
+"""A network of named layers applied in order, with a loss at the end."""
+import numpy as np
+
+from zeronet.layers import LAYERS
+from zeronet.losses import SoftmaxWithLoss
+
+
+class Sequential:
+    """Layers applied in order (book §7.5's SimpleConvNet, generalised).
+
+    ``layers`` is a list of ``(name, layer)`` pairs; a parameter ``W`` of the
+    layer ``conv1`` is called ``conv1/W`` everywhere (optimizer state, HDF5).
+
+    Shapes: ``predict`` maps ``x (N, ...)`` to scores ``(N, K)``.
+    """
+
+    def __init__(self, layers, loss=None):
+        self.layers = {}
+        for name, layer in layers:
+            if not name or "/" in name or name in self.layers:
+                raise ValueError(f"layer names must be unique and contain no '/', got {name!r}")
+            self.layers[name] = layer
+            for key, param in layer.params.items():
+                param.name = f"{name}/{key}"
+        self.loss_layer = loss if loss is not None else SoftmaxWithLoss()
+
+    def predict(self, x, *, train=False):
+        for layer in self.layers.values():
+            x = layer.forward(x, train=train)
+        return x
+
+    def loss(self, x, t, *, train=True):
+        """Mean loss on a batch; keeps what ``backward`` needs."""
+        return self.loss_layer.forward(self.predict(x, train=train), t)
+
+    def backward(self, dout=1.0):
+        """Fill every parameter's ``grad``; returns the gradient w.r.t. the input."""
+        dx = self.loss_layer.backward(dout)
+        for layer in reversed(list(self.layers.values())):
+            dx = layer.backward(dx)
+        return dx
+
+    def parameters(self):
+        """All parameters, in layer order."""
+        return [p for layer in self.layers.values() for p in layer.params.values()]
+
+    def num_parameters(self):
+        """Trainable parameter count (masked-out connections do not count)."""
+        return sum(p.trainable_size for p in self.parameters())
+
+    def predict_batched(self, x, batch_size=1000):
+        """Scores for a large ``x`` computed ``batch_size`` examples at a time."""
+        return np.concatenate([self.predict(x[i:i + batch_size])
+                               for i in range(0, len(x), batch_size)])
+
+    def accuracy(self, x, t, batch_size=1000):
+        """Fraction of examples whose highest score is the label ``t (N,)``."""
+        return float(np.mean(self.predict_batched(x, batch_size).argmax(axis=1) == t))
+
+    def generators(self):
+        """Random generators inside layers (Dropout), keyed ``layer/attr``."""
+        return {f"{name}/{key}": g for name, layer in self.layers.items()
+                for key, g in layer.generators().items()}
+
+    def config(self):
+        """The architecture as JSON-friendly data (rebuilt by :meth:`from_config`)."""
+        return {"layers": [{"name": name, "type": type(layer).__name__, "config": layer.config()}
+                           for name, layer in self.layers.items()]}
+
+    @classmethod
+    def from_config(cls, config):
+        layers = []
+        for spec in config["layers"]:
+            if spec["type"] not in LAYERS:
+                raise ValueError(f"unknown layer type {spec['type']!r} in architecture")
+            layers.append((spec["name"], LAYERS[spec["type"]](**spec["config"])))
+        return cls(layers)
+
+    def __repr__(self):
+        lines = [f"  {name}: {layer!r}" for name, layer in self.layers.items()]
+        return "Sequential(\n" + "\n".join(lines) + "\n)"

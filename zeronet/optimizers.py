@@ -1,0 +1,146 @@
+"""Optimizers and learning-rate schedules.
+
+An optimizer updates each :class:`~zeronet.layers.Parameter`'s ``data`` in
+place from its ``grad``; its per-parameter state is keyed by the parameter's
+qualified name, so it can be saved to and restored from a checkpoint.
+"""
+import numpy as np
+
+
+class Optimizer:
+    def __init__(self, lr):
+        self.lr = float(lr)
+        self.slots = {}        # "slot/param-name" -> array, e.g. "v/conv1/W"
+        self.t = 0             # number of updates so far
+
+    def slot(self, kind, param):
+        key = f"{kind}/{param.name}"
+        if key not in self.slots:
+            self.slots[key] = np.zeros_like(param.data)
+        return self.slots[key]
+
+    def update(self, params):
+        self.t += 1
+        for p in params:
+            self.update_one(p)
+
+    def state_dict(self):
+        return {"lr": self.lr, "t": self.t, "slots": dict(self.slots)}
+
+    def load_state_dict(self, state):
+        self.lr, self.t = float(state["lr"]), int(state["t"])
+        self.slots = {k: np.array(v) for k, v in state["slots"].items()}
+
+
+class SGD(Optimizer):
+    """``w <- w - lr * (dL/dw + weight_decay * w)`` (book §6.1.2)."""
+
+    def __init__(self, lr=0.01, weight_decay=0.0):
+        super().__init__(lr)
+        self.weight_decay = float(weight_decay)
+
+    def update_one(self, p):
+        grad = p.grad + self.weight_decay * p.data if self.weight_decay and p.decay else p.grad
+        p.data -= self.lr * grad
+
+
+class Momentum(Optimizer):
+    """Momentum with weight decay, exactly Krizhevsky et al. 2012 §5:
+
+    ``v <- momentum * v - weight_decay * lr * w - lr * dL/dw``;  ``w <- w + v``
+
+    with momentum 0.9 and weight decay 0.0005 in the paper. Biases are not
+    decayed (``Parameter.decay``).
+    """
+
+    def __init__(self, lr=0.01, momentum=0.9, weight_decay=0.0005):
+        super().__init__(lr)
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+
+    def update_one(self, p):
+        v = self.slot("v", p)
+        v *= self.momentum
+        if self.weight_decay and p.decay:
+            v -= (self.weight_decay * self.lr) * p.data
+        v -= self.lr * p.grad
+        p.data += v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), in the book's form (§6.1.6): bias correction
+    folded into the step size."""
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def update(self, params):
+        self.t += 1
+        self.lr_t = self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        for p in params:
+            self.update_one(p)
+
+    def update_one(self, p):
+        m, v = self.slot("m", p), self.slot("v", p)
+        m += (1 - self.beta1) * (p.grad - m)
+        v += (1 - self.beta2) * (p.grad * p.grad - v)
+        p.data -= self.lr_t * m / (np.sqrt(v) + self.eps)
+
+
+# -------------------------------------------------------------- schedules ----
+
+class PiecewiseConstant:
+    """Learning rate constant on epoch intervals (LeNet-5's schedule shape).
+
+    ``values[i]`` applies from epoch ``boundaries[i-1]`` (0 for i = 0) up to,
+    not including, ``boundaries[i]``. Epochs count from 0.
+    """
+
+    def __init__(self, boundaries, values):
+        if len(values) != len(boundaries) + 1 or list(boundaries) != sorted(boundaries):
+            raise ValueError("need sorted boundaries and one more value than boundaries")
+        self.boundaries, self.values = [int(b) for b in boundaries], [float(v) for v in values]
+
+    def lr(self, epoch):
+        return self.values[sum(epoch >= b for b in self.boundaries)]
+
+    def observe(self, epoch, val_error):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class ReduceOnPlateau:
+    """Divide the rate by ``1/factor`` when the validation error has not
+    improved for ``patience`` epochs (Krizhevsky et al. 2012 §5: "divide the
+    learning rate by 10 when the validation error rate stopped improving").
+    """
+
+    def __init__(self, lr, factor=0.1, patience=1, min_delta=0.0, min_lr=0.0):
+        self.current, self.factor, self.patience = float(lr), float(factor), int(patience)
+        self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.best, self.bad_epochs, self.reductions = np.inf, 0, 0
+
+    def lr(self, epoch):
+        return self.current
+
+    def observe(self, epoch, val_error):
+        if val_error < self.best - self.min_delta:
+            self.best, self.bad_epochs = float(val_error), 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience and self.current * self.factor >= self.min_lr:
+            self.current *= self.factor
+            self.bad_epochs, self.reductions = 0, self.reductions + 1
+
+    def state_dict(self):
+        return {"current": self.current, "best": self.best, "bad_epochs": self.bad_epochs,
+                "reductions": self.reductions}
+
+    def load_state_dict(self, state):
+        self.current, self.best = float(state["current"]), float(state["best"])
+        self.bad_epochs, self.reductions = int(state["bad_epochs"]), int(state["reductions"])

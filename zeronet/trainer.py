@@ -1,0 +1,109 @@
+"""Minibatch training with per-epoch metrics, a progress bar and checkpoints."""
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from zeronet import io
+
+
+class Trainer:
+    """Train ``network`` with ``optimizer`` on shuffled minibatches.
+
+    Parameters
+    ----------
+    epochs, batch_size : int
+    rng : numpy.random.Generator
+        Shuffling and augmentation draw from it (and only from it).
+    schedule : object with ``lr(epoch)`` and ``observe(epoch, val_error)``, optional
+        Sets ``optimizer.lr`` at the start of every epoch.
+    augment : callable ``(x_batch, rng) -> x_batch``, optional
+        Applied to every training minibatch (e.g. random distortions).
+    checkpoint : path, optional
+        Written (atomically) after every epoch; ``fit(resume=True)`` continues
+        from it, ending with the same weights as an uninterrupted run.
+    eval_sets : dict name -> (x, t), optional
+        Extra sets whose error is recorded every epoch (e.g. the test set for
+        a learning-curve figure; never use it to choose hyperparameters).
+    progress : bool
+        Show a tqdm progress bar with ETA.
+    """
+
+    def __init__(self, network, optimizer, *, epochs, batch_size, rng, schedule=None,
+                 augment=None, checkpoint=None, eval_sets=None, progress=True,
+                 eval_batch_size=1000, log=print):
+        self.network, self.optimizer = network, optimizer
+        self.epochs, self.batch_size, self.rng = int(epochs), int(batch_size), rng
+        self.schedule, self.augment = schedule, augment
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.eval_sets = eval_sets or {}
+        self.progress, self.eval_batch_size, self.log = progress, eval_batch_size, log
+        self.history = []
+
+    def evaluate(self, x, t):
+        """``(mean loss, error rate)`` of the network on ``x (N, ...)``, ``t (N,)``."""
+        losses, wrong = 0.0, 0
+        for i in range(0, len(x), self.eval_batch_size):
+            xb, tb = x[i:i + self.eval_batch_size], t[i:i + self.eval_batch_size]
+            losses += self.network.loss(xb, tb, train=False) * len(xb)
+            wrong += int(np.sum(self.network.loss_layer.y.argmax(axis=1) != tb))
+        return losses / len(x), wrong / len(x)
+
+    def fit(self, x_train, t_train, x_val=None, t_val=None, *, resume=False):
+        """Train; returns the history, a list with one dict of metrics per epoch."""
+        start = 0
+        if resume and self.checkpoint and self.checkpoint.exists():
+            last, self.history = io.load_checkpoint(self.checkpoint, self.network,
+                                                    self.optimizer, self.schedule, self.rng)
+            start = last + 1
+            self.log(f"resumed from {self.checkpoint} after epoch {last + 1}")
+        for epoch in range(start, self.epochs):
+            record = self._train_epoch(epoch, x_train, t_train)
+            if x_val is not None:
+                record["val_loss"], record["val_error"] = self.evaluate(x_val, t_val)
+            for name, (x, t) in self.eval_sets.items():
+                record[f"{name}_loss"], record[f"{name}_error"] = self.evaluate(x, t)
+            if self.schedule is not None:
+                self.schedule.observe(epoch, record.get("val_error", record["train_error"]))
+            self.history.append(record)
+            self.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in record.items()))
+            if self.checkpoint:
+                io.save_checkpoint(self.checkpoint, self.network, self.optimizer, self.schedule,
+                                   epoch=epoch, rng=self.rng, history=self.history)
+        return self.history
+
+    def _train_epoch(self, epoch, x, t):
+        if self.schedule is not None:
+            self.optimizer.lr = self.schedule.lr(epoch)
+        params = self.network.parameters()
+        order = self.rng.permutation(len(x))
+        steps = math.ceil(len(x) / self.batch_size)
+        loss_sum, wrong, seen = 0.0, 0, 0
+        began = time.perf_counter()
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
+                   disable=not self.progress, leave=False)
+        for step in bar:
+            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+            xb, tb = x[idx], t[idx]
+            if self.augment is not None:
+                xb = self.augment(xb, self.rng)
+            loss = self.network.loss(xb, tb, train=True)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss} at epoch {epoch + 1}, batch {step + 1}: training "
+                    f"diverged; try a smaller learning rate (now {self.optimizer.lr:g})")
+            self.network.backward()
+            self.optimizer.update(params)
+            # Running training error, measured on the batches as they were
+            # trained on (with augmentation and dropout).
+            wrong += int(np.sum(self.network.loss_layer.y.argmax(axis=1) != tb))
+            loss_sum += loss * len(idx)
+            seen += len(idx)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", err=f"{wrong / seen:.4f}")
+        bar.close()
+        return {"epoch": epoch + 1, "lr": self.optimizer.lr, "train_loss": loss_sum / seen,
+                "train_error": wrong / seen, "seconds": time.perf_counter() - began}
