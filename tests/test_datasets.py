@@ -132,7 +132,8 @@ def damaged(content, how):
     ("zero dimensions", ["0 dimensions"]),
 ])
 def test_read_idx_rejects_damaged_files(tmp_path, suffix, how, words):
-    path = write_idx(tmp_path / f"bad-idx3-ubyte{suffix}", damaged(idx_bytes(tiny_images(4, 0)), how))
+    content = damaged(idx_bytes(tiny_images(4, 0)), how)
+    path = write_idx(tmp_path / f"bad-idx3-ubyte{suffix}", content)
     with pytest.raises(DatasetError) as excinfo:
         read_idx(path)
     assert_mentions(excinfo, path.name, *words)

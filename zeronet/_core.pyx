@@ -66,11 +66,10 @@ cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
         for ow in range(OW):
             row = nh * OW + ow
             iw0 = ow * SW - PW
-            # Kernel columns kx in [kx_lo, kx_hi) land inside the image.
-            kx_lo = -iw0 if iw0 < 0 else 0
-            kx_hi = W - iw0 if W - iw0 < KW else KW
-            if kx_hi < kx_lo:
-                kx_hi = kx_lo
+            # Kernel columns kx in [kx_lo, kx_hi) land inside the image. With
+            # pad >= KW a window can lie wholly in the padding: clamp both.
+            kx_lo = min(max(-iw0, 0), KW)
+            kx_hi = max(min(W - iw0, KW), kx_lo)
             for c in range(C):
                 for ky in range(KH):
                     j = (c * KH + ky) * KW
@@ -124,8 +123,8 @@ cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
             for ow in range(OW):
                 row = (n * OH + oh) * OW + ow
                 iw0 = ow * SW - PW
-                kx_lo = -iw0 if iw0 < 0 else 0
-                kx_hi = W - iw0 if W - iw0 < KW else KW
+                kx_lo = min(max(-iw0, 0), KW)
+                kx_hi = max(min(W - iw0, KW), kx_lo)
                 for c in range(C):
                     for ky in range(KH):
                         ih = oh * SH - PH + ky

@@ -22,7 +22,7 @@ class SoftmaxWithLoss:
         if score.ndim != 2:
             raise ValueError(f"SoftmaxWithLoss expects scores of shape (N, K), got {score.shape}")
         t = np.asarray(t)
-        if t.ndim == 2:
+        if t.ndim == 2 and t.shape == score.shape:     # one-hot
             t = t.argmax(axis=1)
         if t.shape != (score.shape[0],):
             raise ValueError(f"labels must have shape ({score.shape[0]},) or "

@@ -68,3 +68,43 @@ def mlp(rng, hidden, *, in_features=784, num_classes=10, activation="scaled_tanh
         layers += [(f"fc{i}", L.Affine(a, b, **kw)), (f"fc{i}_act", act())]
     layers.append(("output", L.Affine(sizes[-1], num_classes, **kw)))
     return Sequential(layers)
+
+
+def lenet1(rng, *, activation="scaled_tanh", dtype="float32", num_classes=10):
+    """LeNet-1, reconstructed (LeCun et al. 1998 §III.C.5 gives no sizes).
+
+    From LeCun et al. 1989/1995: 28x28 input; C1 4@24x24 (5x5); S2 4@12x12;
+    C3 12@8x8 (5x5, here fully connected to S2: the original's partial
+    table is not published); S4 12@4x4; output fully connected, 192 -> 10.
+    3,278 trainable parameters.
+    """
+    act = squashing(activation)
+    kw = dict(dtype=dtype, rng=rng, weight_init="LeCunUniform")
+    return Sequential([
+        ("c1", L.Convolution(1, 4, 5, **kw)), ("c1_act", act()),
+        ("s2", L.Subsampling(4, 2, **kw)), ("s2_act", act()),
+        ("c3", L.Convolution(4, 12, 5, **kw)), ("c3_act", act()),
+        ("s4", L.Subsampling(12, 2, **kw)), ("s4_act", act()),
+        ("flatten", L.Flatten()),
+        ("output", L.Affine(12 * 4 * 4, num_classes, **kw)),
+    ])
+
+
+def lenet4(rng, *, activation="scaled_tanh", dtype="float32", num_classes=10):
+    """LeNet-4, reconstructed from LeCun et al. 1998 §III.C.6: 32x32 input;
+    C1 4@28x28; S2 (the paper's 8 maps "connected in pairs" become 4 maps
+    here); C3 16@10x10 fully connected to S2; S4 16@5x5; C5 120 (fully
+    connected); output 10. The paper quotes about 17,000 free parameters,
+    which its own layer list cannot reach with a full 120-unit layer; this
+    reconstruction has 51,090.
+    """
+    act = squashing(activation)
+    kw = dict(dtype=dtype, rng=rng, weight_init="LeCunUniform")
+    return Sequential([
+        ("c1", L.Convolution(1, 4, 5, **kw)), ("c1_act", act()),
+        ("s2", L.Subsampling(4, 2, **kw)), ("s2_act", act()),
+        ("c3", L.Convolution(4, 16, 5, **kw)), ("c3_act", act()),
+        ("s4", L.Subsampling(16, 2, **kw)), ("s4_act", act()),
+        ("c5", L.Convolution(16, 120, 5, **kw)), ("c5_act", act()),
+        ("output", L.Affine(120, num_classes, **kw)),
+    ])

@@ -14,7 +14,7 @@ class Sequential:
     Shapes: ``predict`` maps ``x (N, ...)`` to scores ``(N, K)``.
     """
 
-    def __init__(self, layers, loss=None):
+    def __init__(self, layers, loss=None, *, input_grad=False):
         self.layers = {}
         for name, layer in layers:
             if not name or "/" in name or name in self.layers:
@@ -23,6 +23,12 @@ class Sequential:
             for key, param in layer.params.items():
                 param.name = f"{name}/{key}"
         self.loss_layer = loss if loss is not None else SoftmaxWithLoss()
+        # Nobody needs the gradient with respect to the images when training,
+        # so by default the first layer skips computing it (if it can).
+        self.input_grad = input_grad
+        first = next(iter(self.layers.values()), None)
+        if first is not None and hasattr(first, "input_grad"):
+            first.input_grad = input_grad
 
     def predict(self, x, *, train=False):
         for layer in self.layers.values():
@@ -34,11 +40,12 @@ class Sequential:
         return self.loss_layer.forward(self.predict(x, train=train), t)
 
     def backward(self, dout=1.0):
-        """Fill every parameter's ``grad``; returns the gradient w.r.t. the input."""
+        """Fill every parameter's ``grad``. Returns the gradient with respect to
+        the input if the network was built with ``input_grad=True``, else None."""
         dx = self.loss_layer.backward(dout)
         for layer in reversed(list(self.layers.values())):
             dx = layer.backward(dx)
-        return dx
+        return dx if self.input_grad else None
 
     def parameters(self):
         """All parameters, in layer order."""

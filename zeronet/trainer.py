@@ -29,17 +29,20 @@ class Trainer:
         a learning-curve figure; never use it to choose hyperparameters).
     progress : bool
         Show a tqdm progress bar with ETA.
+    on_epoch_end : callable ``(history)``, optional
+        Called after every epoch (and its checkpoint) with the history so far.
     """
 
     def __init__(self, network, optimizer, *, epochs, batch_size, rng, schedule=None,
                  augment=None, checkpoint=None, eval_sets=None, progress=True,
-                 eval_batch_size=1000, log=print):
+                 eval_batch_size=1000, log=print, on_epoch_end=None):
         self.network, self.optimizer = network, optimizer
         self.epochs, self.batch_size, self.rng = int(epochs), int(batch_size), rng
         self.schedule, self.augment = schedule, augment
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.eval_sets = eval_sets or {}
         self.progress, self.eval_batch_size, self.log = progress, eval_batch_size, log
+        self.on_epoch_end = on_epoch_end
         self.history = []
 
     def evaluate(self, x, t):
@@ -73,6 +76,8 @@ class Trainer:
             if self.checkpoint:
                 io.save_checkpoint(self.checkpoint, self.network, self.optimizer, self.schedule,
                                    epoch=epoch, rng=self.rng, history=self.history)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(self.history)
         return self.history
 
     def _train_epoch(self, epoch, x, t):

@@ -1,0 +1,125 @@
+"""Bookkeeping shared by the reproduction scripts.
+
+A run writes everything into its own folder::
+
+    config.json        the resolved configuration (every default, every flag)
+    environment.json   versions, compiled core yes/no, threads, CPU
+    metrics.csv        one row per epoch (written as training goes)
+    <model>.h5         the trained weights (zeronet.load reads them)
+    checkpoint.h5      the last epoch's state, for --resume
+    report.md          paper vs this run, for people
+    report.json        the same, for programs
+"""
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import zeronet
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def base_parser(description):
+    """The flags every reproduction script shares."""
+    ap = argparse.ArgumentParser(description=description,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="training passes (default: the paper's, per model)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every random generator")
+    ap.add_argument("--data-dir", default=None,
+                    help="dataset folder (default: $ZERONET_DATA, else the repository's data/)")
+    ap.add_argument("--out", default=str(REPO / "runs"),
+                    help="parent folder of the run folders")
+    ap.add_argument("--quick", action="store_true",
+                    help="seconds-long smoke run on a small subset (what CI runs)")
+    ap.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
+                    help="continue an interrupted run from its last checkpoint "
+                         "(default: the newest run folder of the same model)")
+    ap.add_argument("--weights", default=None, metavar="FILE.h5",
+                    help="skip training: evaluate these HDF5 weights on the test set")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def new_run_dir(out, name):
+    """A fresh folder ``<out>/<name>-<timestamp>``."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(out) / f"{name}-{stamp}"
+    suffix = 1
+    while path.exists():
+        path = Path(out) / f"{name}-{stamp}-{suffix}"
+        suffix += 1
+    path.mkdir(parents=True)
+    return path
+
+
+def find_resume_dir(out, name, resume):
+    """The run folder to resume: the one named, or the newest for ``name``."""
+    if resume != "latest":
+        path = Path(resume)
+        if not (path / "checkpoint.h5").exists():
+            sys.exit(f"--resume: no checkpoint.h5 in {path}")
+        return path
+    candidates = sorted((p for p in Path(out).glob(f"{name}-*") if (p / "checkpoint.h5").exists()),
+                        key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        sys.exit(f"--resume: no run of {name} with a checkpoint under {out}")
+    return candidates[-1]
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment():
+    """What the numbers were measured on."""
+    import h5py
+    import scipy
+    return {
+        "zeronet": zeronet.__version__, "backend": zeronet.backend(),
+        "openmp": bool(zeronet.kernels.HAS_OPENMP), "threads": zeronet.kernels.get_num_threads(),
+        "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+        "h5py": h5py.__version__, "cpu": cpu_name(), "cores": os.cpu_count(),
+        "platform": platform.platform(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path, obj):
+    tmp = Path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_metrics(path, history):
+    """One CSV row per epoch; columns are the union of the records' keys."""
+    keys = list(dict.fromkeys(k for record in history for k in record))
+    tmp = Path(path).with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def percent(x):
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,545 @@
+"""The four kernels (im2col, col2im, max pooling forward and backward), in both
+implementations: the compiled core ``zeronet._core`` and the NumPy
+``zeronet.reference``.
+
+Both are checked against ``tests/naive.py``, a plain-loop oracle written from
+the contract alone, so the core and the reference cannot pass by sharing a
+mistake. Copies (im2col, pooling output and argmax) must match the oracle
+exactly; sums (col2im, pooling backward) within a tolerance per dtype, because
+they add the same numbers in a different order.
+
+Compiled-core cases are skipped, with the reason shown, when ``_core`` is not
+built; ``tests/test_build.py`` makes that a failure on CI.
+"""
+import numpy as np
+import pytest
+
+import naive
+from zeronet import reference
+
+CORE_MISSING = ("zeronet._core is not built: run `python setup.py build_ext --inplace` "
+                "in the zeronet source folder")
+
+DTYPES = [np.float32, np.float64]
+
+# Sums taken in a different order differ by a few ulps of the largest term.
+TOL = {np.dtype(np.float32): dict(rtol=1e-5, atol=1e-6),
+       np.dtype(np.float64): dict(rtol=1e-12, atol=1e-12)}
+
+# (x_shape, kernel_size, stride, pad). Non-square kernels come first because
+# an index bug that swaps KH and KW is invisible with square ones.
+CONV_CASES = [
+    pytest.param((2, 2, 6, 7), (2, 3), 1, 0, id="kernel2x3"),
+    pytest.param((1, 3, 7, 9), (3, 2), (2, 3), 0, id="kernel3x2-stride2x3"),
+    pytest.param((2, 2, 5, 6), 3, 1, (1, 2), id="pad1x2"),
+    pytest.param((2, 3, 9, 8), (3, 2), (2, 1), (2, 1), id="all-per-axis"),
+    pytest.param((3, 1, 7, 5), 3, 2, 1, id="odd-sizes-stride2"),
+    pytest.param((2, 3, 5, 5), 3, 1, 1, id="3x3-same"),
+    pytest.param((1, 2, 4, 4), 2, 2, 0, id="batch1"),
+    pytest.param((2, 1, 6, 5), 2, 1, (0, 1), id="C1"),
+    pytest.param((2, 3, 4, 5), (6, 5), 1, (1, 0), id="kernel-is-padded-input"),
+    pytest.param((2, 4, 3, 3), 1, 1, 0, id="1x1"),
+    pytest.param((1, 2, 8, 9), 2, (3, 4), 0, id="stride-wider-than-kernel"),
+    # Windows that lie wholly in the padding: the compiled loops must clamp
+    # their in-image range to the kernel, or they write past the row.
+    pytest.param((2, 2, 3, 4), (1, 2), (2, 3), (2, 3), id="pad-wider-than-kernel"),
+]
+
+# (x_shape, kernel_size, stride, pad, ceil_mode)
+POOL_CASES = [
+    pytest.param((2, 3, 6, 8), 2, 2, 0, False, id="2x2s2"),
+    pytest.param((2, 2, 7, 9), 3, 2, 0, False, id="3x3s2-overlap"),
+    pytest.param((2, 2, 8, 10), 3, 2, 0, True, id="3x3s2-overlap-ceil"),
+    pytest.param((1, 3, 5, 6), 3, 1, 1, False, id="3x3s1-pad1"),
+    pytest.param((2, 2, 7, 6), (3, 2), (2, 1), (1, 0), False, id="all-per-axis"),
+    pytest.param((2, 2, 7, 8), 3, (2, 3), 1, True, id="ceil-pad"),
+    pytest.param((1, 1, 9, 7), (2, 3), (3, 2), 0, True, id="kernel2x3-ceil"),
+    # The ceil-mode window that would start in the right padding is dropped.
+    pytest.param((1, 2, 5, 5), 2, 2, 1, True, id="ceil-drops-window-in-pad"),
+    pytest.param((1, 1, 5, 5), 2, 2, 0, True, id="batch1-C1-odd-ceil"),
+    pytest.param((2, 3, 4, 5), (4, 5), 1, 0, False, id="global"),
+    pytest.param((2, 1, 3, 4), (5, 4), 1, (1, 0), False, id="kernel-is-padded-input"),
+    pytest.param((2, 2, 5, 4), 1, 2, 0, False, id="1x1s2"),
+]
+
+conv_cases = pytest.mark.parametrize("x_shape, kernel, stride, pad", CONV_CASES)
+pool_cases = pytest.mark.parametrize("x_shape, kernel, stride, pad, ceil_mode", POOL_CASES)
+dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+
+
+def load_core():
+    return pytest.importorskip("zeronet._core", reason=CORE_MISSING, exc_type=ImportError)
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def impl(request):
+    """Each implementation of the kernel contract in turn."""
+    return load_core() if request.param == "compiled" else reference
+
+
+@pytest.fixture
+def core():
+    return load_core()
+
+
+# ------------------------------------------------------------- helpers ----
+
+def how_far(actual, expected, bad=None):
+    """One line saying how far ``actual`` is from ``expected``: the largest
+    absolute difference, where it is, and how many elements are wrong."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.size == 0:
+        return "both empty"
+    same = (a == e) | (np.isnan(a) & np.isnan(e))
+    with np.errstate(invalid="ignore"):
+        diff = np.where(same, 0.0, np.abs(a - e))
+    # NaN on one side only (or inf against a number) is as far off as it gets.
+    diff[np.isnan(diff)] = np.inf
+    at = np.unravel_index(np.argmax(diff), diff.shape)
+    bad = ~same if bad is None else bad
+    return (f"max |diff| = {diff[at]:.3g} at index {tuple(int(i) for i in at)} "
+            f"(got {a[at]:.9g}, expected {e[at]:.9g}); "
+            f"{np.count_nonzero(bad)} of {a.size} elements are off")
+
+
+def check_layout(actual, expected, what):
+    assert isinstance(actual, np.ndarray), f"{what}: got a {type(actual).__name__}"
+    assert actual.shape == expected.shape, (
+        f"{what}: shape {actual.shape}, expected {expected.shape}")
+    assert actual.dtype == expected.dtype, (
+        f"{what}: dtype {actual.dtype}, expected {expected.dtype}")
+
+
+def assert_same(actual, expected, what):
+    """Exact equality (NaN equals NaN): for kernels that only copy values."""
+    check_layout(actual, expected, what)
+    assert np.array_equal(actual, expected, equal_nan=True), (
+        f"{what} differs: {how_far(actual, expected)}")
+
+
+def assert_close(actual, expected, what):
+    """Equality up to the dtype's tolerance: for kernels that sum values."""
+    check_layout(actual, expected, what)
+    tol = TOL[expected.dtype]
+    ok = np.isclose(actual, expected, equal_nan=True, **tol)
+    assert ok.all(), (f"{what} differs beyond rtol={tol['rtol']}, atol={tol['atol']}: "
+                      f"{how_far(actual, expected, ~ok)}")
+
+
+def assert_bit_identical(actual, expected, what):
+    """Same bytes, so even -0.0 against 0.0 or two NaN payloads count."""
+    check_layout(actual, expected, what)
+    assert actual.tobytes() == expected.tobytes(), (
+        f"{what} is not bit-identical: {how_far(actual, expected)}")
+
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else v
+
+
+def conv_out_shape(x_shape, kernel, stride, pad):
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride), pair(pad)
+    _, _, h, w = x_shape
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def make_input(shape, dtype, rng, values="normal"):
+    """``normal`` values (ties practically impossible) or ``ties``: integers in
+    0..2, so most pooling windows hold several equal maxima."""
+    if values == "ties":
+        return rng.integers(0, 3, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def dot64(a, b):
+    """Sum of the elementwise product, in float64, and the sum of its
+    magnitudes (the scale a rounding error should be measured against)."""
+    prod = a.astype(np.float64) * b.astype(np.float64)
+    return prod.sum(), np.abs(prod).sum()
+
+
+# ------------------------------------------------- against the oracle ----
+
+@dtypes
+@conv_cases
+def test_im2col_matches_naive(impl, dtype, x_shape, kernel, stride, pad):
+    x = make_input(x_shape, dtype, np.random.default_rng(1))
+    x_before = x.copy()
+    col = impl.im2col(x, kernel, stride, pad)
+    assert_same(col, naive.im2col(x, kernel, stride, pad), "im2col")
+    assert_same(x, x_before, "x after im2col (must not be modified)")
+
+
+@dtypes
+@conv_cases
+def test_col2im_matches_naive(impl, dtype, x_shape, kernel, stride, pad):
+    (kh, kw), (oh, ow) = pair(kernel), conv_out_shape(x_shape, kernel, stride, pad)
+    n, c = x_shape[:2]
+    col = make_input((n * oh * ow, c * kh * kw), dtype, np.random.default_rng(2))
+    col_before = col.copy()
+    dx = impl.col2im(col, x_shape, kernel, stride, pad)
+    assert_close(dx, naive.col2im(col, x_shape, kernel, stride, pad), "col2im")
+    assert_same(col, col_before, "col after col2im (must not be modified)")
+
+
+@dtypes
+@conv_cases
+def test_col2im_is_adjoint_of_im2col(impl, dtype, x_shape, kernel, stride, pad):
+    # <im2col(x), c> == <x, col2im(c)>: the identity that makes col2im the
+    # correct backward pass of im2col, whatever the layout.
+    rng = np.random.default_rng(3)
+    x = make_input(x_shape, dtype, rng)
+    col_x = impl.im2col(x, kernel, stride, pad)
+    c = make_input(col_x.shape, dtype, rng)
+    lhs, scale = dot64(col_x, c)
+    rhs, _ = dot64(x, impl.col2im(c, x_shape, kernel, stride, pad))
+    tol = TOL[np.dtype(dtype)]
+    assert abs(lhs - rhs) <= tol["rtol"] * scale + tol["atol"], (
+        f"<im2col(x), c> = {lhs:.12g} but <x, col2im(c)> = {rhs:.12g}: "
+        f"off by {abs(lhs - rhs):.3g} against a scale of {scale:.3g}")
+
+
+@dtypes
+@pool_cases
+@pytest.mark.parametrize("values", ["normal", "ties"])
+def test_maxpool_forward_matches_naive(impl, dtype, values, x_shape, kernel, stride, pad,
+                                       ceil_mode):
+    x = make_input(x_shape, dtype, np.random.default_rng(4), values)
+    x_before = x.copy()
+    out, argmax = impl.maxpool_forward(x, kernel, stride, pad, ceil_mode=ceil_mode)
+    want_out, want_argmax = naive.maxpool_forward(x, kernel, stride, pad, ceil_mode)
+    assert_same(out, want_out, "maxpool_forward out")
+    assert_same(argmax, want_argmax, "maxpool_forward argmax")
+    assert_same(x, x_before, "x after maxpool_forward (must not be modified)")
+
+
+@dtypes
+@pool_cases
+def test_maxpool_backward_matches_naive(impl, dtype, x_shape, kernel, stride, pad, ceil_mode):
+    # Any argmax in range is valid input, and random ones point into the
+    # padding and at shared elements far more often than real winners do.
+    rng = np.random.default_rng(5)
+    kh, kw = pair(kernel)
+    oh = naive.pool_out(x_shape[2], kh, pair(stride)[0], pair(pad)[0], ceil_mode)
+    ow = naive.pool_out(x_shape[3], kw, pair(stride)[1], pair(pad)[1], ceil_mode)
+    out_shape = x_shape[:2] + (oh, ow)
+    dout = make_input(out_shape, dtype, rng)
+    argmax = rng.integers(0, kh * kw, size=out_shape).astype(np.int32)
+    dout_before, argmax_before = dout.copy(), argmax.copy()
+    dx = impl.maxpool_backward(dout, argmax, x_shape, kernel, stride, pad)
+    assert_close(dx, naive.maxpool_backward(dout, argmax, x_shape, kernel, stride, pad),
+                 "maxpool_backward")
+    assert_same(dout, dout_before, "dout after maxpool_backward (must not be modified)")
+    assert_same(argmax, argmax_before, "argmax after maxpool_backward (must not be modified)")
+
+
+@dtypes
+@pool_cases
+def test_maxpool_backward_is_adjoint_of_forward(impl, dtype, x_shape, kernel, stride, pad,
+                                                ceil_mode):
+    # With finite x every winner is a real element, so out = gather(x) and
+    # backward is its transpose: <out, dout> == <x, dx>.
+    rng = np.random.default_rng(6)
+    x = make_input(x_shape, dtype, rng)
+    out, argmax = impl.maxpool_forward(x, kernel, stride, pad, ceil_mode=ceil_mode)
+    dout = make_input(out.shape, dtype, rng)
+    lhs, scale = dot64(out, dout)
+    rhs, _ = dot64(x, impl.maxpool_backward(dout, argmax, x_shape, kernel, stride, pad))
+    tol = TOL[np.dtype(dtype)]
+    assert abs(lhs - rhs) <= tol["rtol"] * scale + tol["atol"], (
+        f"<out, dout> = {lhs:.12g} but <x, dx> = {rhs:.12g}: "
+        f"off by {abs(lhs - rhs):.3g} against a scale of {scale:.3g}")
+
+
+# ------------------------------------------------------- output sizes ----
+
+@pytest.mark.parametrize("size, kernel, stride, pad, ceil_mode, expected", [
+    (24, 3, 2, 0, True, 12),
+    (12, 3, 2, 0, True, 6),
+    (24, 3, 2, 0, False, 11),
+    (11, 3, 2, 0, False, 5),
+    (8, 3, 2, 0, True, 4),      # last window hangs one past the edge
+    (8, 3, 2, 0, False, 3),
+    (4, 3, 2, 1, True, 3),      # last window starts on the last real element
+    (5, 2, 2, 1, True, 3),      # a 4th window would start in the padding
+    (6, 3, 3, 0, True, 2),      # exact fit: ceil and floor agree
+])
+def test_pool_output_size(impl, size, kernel, stride, pad, ceil_mode, expected):
+    x = np.zeros((1, 1, size, size), dtype=np.float32)
+    out, argmax = impl.maxpool_forward(x, kernel, stride, pad, ceil_mode=ceil_mode)
+    assert out.shape == argmax.shape == (1, 1, expected, expected)
+
+
+def test_pool_ceil_chain_24_12_6(impl):
+    # The AlexNet-style stack of 3x3/2 pools: ceil mode halves exactly.
+    x = np.zeros((2, 3, 24, 24), dtype=np.float32)
+    out, _ = impl.maxpool_forward(x, 3, 2, ceil_mode=True)
+    out, _ = impl.maxpool_forward(out, 3, 2, ceil_mode=True)
+    assert out.shape == (2, 3, 6, 6)
+    out, _ = impl.maxpool_forward(x, 3, 2)
+    out, _ = impl.maxpool_forward(out, 3, 2)
+    assert out.shape == (2, 3, 5, 5)
+
+
+def test_pool_output_size_per_axis(impl):
+    x = np.zeros((1, 2, 24, 10), dtype=np.float64)
+    out, _ = impl.maxpool_forward(x, (3, 2), (2, 3), (1, 0), ceil_mode=True)
+    assert out.shape == (1, 2, 13, 4)
+    out, _ = impl.maxpool_forward(x, (3, 2), (2, 3), (1, 0))
+    assert out.shape == (1, 2, 12, 3)
+
+
+def test_im2col_output_shape(impl):
+    x = np.zeros((2, 3, 7, 9), dtype=np.float32)
+    col = impl.im2col(x, (3, 2), (2, 3), (1, 0))
+    assert col.shape == (2 * 4 * 3, 3 * 3 * 2)
+
+
+@dtypes
+def test_dtype_kept_and_outputs_contiguous(impl, dtype):
+    # No silent upcast, and every output can be fed straight back into the
+    # kernels, which accept only C-contiguous arrays.
+    rng = np.random.default_rng(7)
+    x = make_input((2, 3, 6, 5), dtype, rng)
+    col = impl.im2col(x, (3, 2), 1, 1)
+    dx = impl.col2im(col, x.shape, (3, 2), 1, 1)
+    out, argmax = impl.maxpool_forward(x, 3, 2, 1, ceil_mode=True)
+    dxp = impl.maxpool_backward(out, argmax, x.shape, 3, 2, 1)
+    for name, arr, want in [("im2col", col, dtype), ("col2im", dx, dtype),
+                            ("maxpool_forward out", out, dtype),
+                            ("maxpool_forward argmax", argmax, np.int32),
+                            ("maxpool_backward", dxp, dtype)]:
+        assert arr.dtype == np.dtype(want), f"{name}: dtype {arr.dtype}, expected {np.dtype(want)}"
+        assert arr.flags.c_contiguous, f"{name}: output is not C-contiguous"
+
+
+@dtypes
+def test_read_only_inputs_accepted(impl, dtype):
+    # Arrays from np.load(mmap_mode="r") or broadcasting are read-only; the
+    # kernels only read their inputs, so they must take them.
+    rng = np.random.default_rng(8)
+    x = make_input((2, 2, 5, 6), dtype, rng)
+    col = impl.im2col(x, 2, 1, 1)
+    out, argmax = impl.maxpool_forward(x, 2, 2, 1)
+    expected = [col, impl.col2im(col, x.shape, 2, 1, 1), out, argmax,
+                impl.maxpool_backward(out, argmax, x.shape, 2, 2, 1)]
+    for arr in (x, col, out, argmax):
+        arr.setflags(write=False)
+    got = [impl.im2col(x, 2, 1, 1), impl.col2im(col, x.shape, 2, 1, 1),
+           *impl.maxpool_forward(x, 2, 2, 1),
+           impl.maxpool_backward(out, argmax, x.shape, 2, 2, 1)]
+    for name, g, e in zip(["im2col", "col2im", "out", "argmax", "maxpool_backward"],
+                          got, expected):
+        assert_same(g, e, f"{name} with read-only inputs")
+
+
+# ------------------------------------------------------ ties and NaN ----
+
+@dtypes
+def test_ties_go_to_first_max(impl, dtype):
+    x = np.array([[[[1, 3, 2, 2],
+                    [3, 0, 2, 2],
+                    [5, 5, 0, 1],
+                    [4, 5, 1, 1]]]], dtype=dtype)
+    out, argmax = impl.maxpool_forward(x, 2, 2)
+    assert_same(out, np.array([[[[3, 2], [5, 1]]]], dtype=dtype), "out")
+    assert_same(argmax, np.array([[[[1, 0], [0, 1]]]], dtype=np.int32), "argmax")
+
+
+@dtypes
+def test_all_equal_windows_pick_first_real_element(impl, dtype):
+    # Padding is -inf, so it never ties with a real value: in a corner window
+    # of a constant image the winner is the first element inside the image.
+    x = np.full((1, 2, 5, 4), 7.0, dtype=dtype)
+    out, argmax = impl.maxpool_forward(x, 3, 2, 1)
+    want_out, want_argmax = naive.maxpool_forward(x, 3, 2, 1)
+    assert_same(out, want_out, "out")
+    assert_same(argmax, want_argmax, "argmax")
+    assert np.all(out == 7.0)
+    assert argmax[0, 0, 0, 0] == 1 * 3 + 1     # (ky, kx) = (1, 1): first real element
+    assert argmax[0, 0, 1, 1] == 0             # interior window: its first element
+
+
+@dtypes
+def test_nan_wins_and_first_nan_is_kept(impl, dtype):
+    nan, inf = np.nan, np.inf
+    x = np.array([[[[1, nan, inf, 2, nan, nan],
+                    [5, nan, nan, 3, nan, nan]]]], dtype=dtype)
+    out, argmax = impl.maxpool_forward(x, 2, 2)
+    # numpy.argmax is the rule: NaN beats everything, even +inf.
+    assert_same(argmax, np.array([[[[1, 2, 0]]]], dtype=np.int32), "argmax")
+    assert np.isnan(out).all(), f"out should be all NaN, got {out}"
+    dx = impl.maxpool_backward(np.ones_like(out), argmax, x.shape, 2, 2)
+    want = np.zeros_like(x)
+    want[0, 0, 0, 1] = want[0, 0, 1, 2] = want[0, 0, 0, 4] = 1
+    assert_same(dx, want, "gradient through the first NaN")
+
+
+@dtypes
+@pytest.mark.parametrize("pad", [0, 1])
+def test_all_minus_inf_window(impl, dtype, pad):
+    # Real values of -inf tie with the -inf padding: position 0 wins (as in
+    # numpy.argmax), so when it is padding its gradient is dropped.
+    x = np.full((1, 1, 4, 5), -np.inf, dtype=dtype)
+    x[0, 0, 3, 4] = 2.0     # one finite window, so all-(-inf) ones sit beside it
+    out, argmax = impl.maxpool_forward(x, 2, 2, pad, ceil_mode=True)
+    want_out, want_argmax = naive.maxpool_forward(x, 2, 2, pad, True)
+    assert_same(out, want_out, "out")
+    assert_same(argmax, want_argmax, "argmax")
+    assert np.isneginf(out).sum() == out.size - 1
+    dout = make_input(out.shape, dtype, np.random.default_rng(9))
+    assert_close(impl.maxpool_backward(dout, argmax, x.shape, 2, 2, pad),
+                 naive.maxpool_backward(dout, argmax, x.shape, 2, 2, pad),
+                 "maxpool_backward")
+
+
+# -------------------------------------------- thread-count determinism ----
+
+@pytest.fixture
+def restore_threads(core):
+    before = core.get_num_threads()
+    yield core
+    core.set_num_threads(before)
+
+
+def run_all_four(core, x, col, dout_seed):
+    """Every compiled kernel once, on shapes where each thread gets work."""
+    cols = core.im2col(x, (3, 2), (2, 1), (1, 1))
+    dx = core.col2im(col, x.shape, (3, 2), (2, 1), (1, 1))
+    out, argmax = core.maxpool_forward(x, 3, 2, 1, ceil_mode=True)
+    dout = make_input(out.shape, x.dtype, np.random.default_rng(dout_seed))
+    dxp = core.maxpool_backward(dout, argmax, x.shape, 3, 2, 1)
+    return {"im2col": cols, "col2im": dx, "maxpool out": out, "maxpool argmax": argmax,
+            "maxpool_backward": dxp}
+
+
+@dtypes
+@pytest.mark.parametrize("threads", [2, 3])
+def test_results_do_not_depend_on_thread_count(restore_threads, dtype, threads):
+    core = restore_threads
+    if not core.HAS_OPENMP:
+        pytest.skip("zeronet._core was built without OpenMP: it always runs on one thread")
+    rng = np.random.default_rng(10)
+    # Integers in a small range give ties, and so shared winners in backward.
+    x = make_input((8, 5, 13, 11), dtype, rng, "ties")
+    oh, ow = conv_out_shape(x.shape, (3, 2), (2, 1), (1, 1))
+    col = make_input((8 * oh * ow, 5 * 3 * 2), dtype, rng)
+    core.set_num_threads(1)
+    assert core.get_num_threads() == 1
+    serial = run_all_four(core, x, col, 11)
+    core.set_num_threads(threads)
+    assert core.get_num_threads() == threads
+    parallel = run_all_four(core, x, col, 11)
+    for name in serial:
+        assert_bit_identical(parallel[name], serial[name],
+                             f"{name} with {threads} threads against 1")
+
+
+def test_set_num_threads_rejects_zero(restore_threads):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        restore_threads.set_num_threads(0)
+
+
+# ---------------------------------------------------------- bad inputs ----
+
+X = np.zeros((1, 2, 4, 4), dtype=np.float32)
+COL = np.zeros((1 * 3 * 3, 2 * 2 * 2), dtype=np.float32)     # im2col(X, 2) shape
+DOUT = np.zeros((1, 2, 2, 2), dtype=np.float32)               # 2x2/2 pool of X
+ARGMAX = np.zeros((1, 2, 2, 2), dtype=np.int32)
+
+BAD_CALLS = [
+    # im2col
+    pytest.param(lambda k: k.im2col(X.tolist(), 2), TypeError, "numpy.ndarray", id="im2col-list"),
+    pytest.param(lambda k: k.im2col(X.astype(np.int64), 2), TypeError, "float32 or float64",
+                 id="im2col-int"),
+    pytest.param(lambda k: k.im2col(X.astype(np.float16), 2), TypeError, "float32 or float64",
+                 id="im2col-float16"),
+    pytest.param(lambda k: k.im2col(X.astype(">f4"), 2), TypeError, "float32 or float64",
+                 id="im2col-big-endian"),
+    pytest.param(lambda k: k.im2col(X[0], 2), ValueError, "4 dimensions", id="im2col-3d"),
+    pytest.param(lambda k: k.im2col(X[..., ::2], 1), ValueError, "C-contiguous",
+                 id="im2col-strided"),
+    pytest.param(lambda k: k.im2col(np.asfortranarray(X), 2), ValueError, "C-contiguous",
+                 id="im2col-fortran"),
+    pytest.param(lambda k: k.im2col(X, 5), ValueError, "larger than the padded input",
+                 id="im2col-kernel-too-big"),
+    pytest.param(lambda k: k.im2col(X, (2, 7), pad=1), ValueError, "kernel width 7",
+                 id="im2col-kernel-too-wide"),
+    pytest.param(lambda k: k.im2col(X, 0), ValueError, "kernel_size must be >= 1",
+                 id="im2col-kernel0"),
+    pytest.param(lambda k: k.im2col(X, 2, stride=0), ValueError, "stride must be >= 1",
+                 id="im2col-stride0"),
+    pytest.param(lambda k: k.im2col(X, 2, stride=(1, 0)), ValueError, "stride must be >= 1",
+                 id="im2col-stride-w0"),
+    pytest.param(lambda k: k.im2col(X, 2, pad=-1), ValueError, "pad must be >= 0",
+                 id="im2col-pad-negative"),
+    pytest.param(lambda k: k.im2col(X, 2.0), TypeError, "kernel_size must be an int",
+                 id="im2col-float-kernel"),
+    pytest.param(lambda k: k.im2col(X, (2, 2, 2)), TypeError, "kernel_size must be an int",
+                 id="im2col-kernel-triple"),
+    # col2im
+    pytest.param(lambda k: k.col2im(COL.tolist(), X.shape, 2), TypeError, "numpy.ndarray",
+                 id="col2im-list"),
+    pytest.param(lambda k: k.col2im(COL.astype(np.int32), X.shape, 2), TypeError,
+                 "float32 or float64", id="col2im-int"),
+    pytest.param(lambda k: k.col2im(COL[None], X.shape, 2), ValueError, "2 dimensions",
+                 id="col2im-3d"),
+    pytest.param(lambda k: k.col2im(COL[:, :-1], X.shape, 2), ValueError, "C-contiguous",
+                 id="col2im-strided"),
+    pytest.param(lambda k: k.col2im(COL[:-1], X.shape, 2), ValueError, "col must have shape",
+                 id="col2im-wrong-rows"),
+    pytest.param(lambda k: k.col2im(COL, X.shape, (2, 3)), ValueError, "col must have shape",
+                 id="col2im-wrong-kernel"),
+    pytest.param(lambda k: k.col2im(COL, X.shape[1:], 2), ValueError, r"x_shape must be 4",
+                 id="col2im-x_shape-3"),
+    pytest.param(lambda k: k.col2im(COL, X.shape, 5), ValueError, "larger than the padded input",
+                 id="col2im-kernel-too-big"),
+    # maxpool_forward
+    pytest.param(lambda k: k.maxpool_forward(X.astype(np.int32), 2, 2), TypeError,
+                 "float32 or float64", id="pool-int"),
+    pytest.param(lambda k: k.maxpool_forward(X.astype(np.float16), 2, 2), TypeError,
+                 "float32 or float64", id="pool-float16"),
+    pytest.param(lambda k: k.maxpool_forward(X[0], 2, 2), ValueError, "4 dimensions",
+                 id="pool-3d"),
+    pytest.param(lambda k: k.maxpool_forward(X.transpose(0, 1, 3, 2), 2, 2), ValueError,
+                 "C-contiguous", id="pool-transposed"),
+    pytest.param(lambda k: k.maxpool_forward(X, 2, 2, pad=2), ValueError,
+                 "pad 2 must be smaller than the kernel", id="pool-pad-equals-kernel"),
+    pytest.param(lambda k: k.maxpool_forward(X, (3, 2), 2, pad=(1, 2)), ValueError,
+                 "smaller than the kernel width", id="pool-pad-w-equals-kernel"),
+    pytest.param(lambda k: k.maxpool_forward(X, 2, 0), ValueError, "stride must be >= 1",
+                 id="pool-stride0"),
+    pytest.param(lambda k: k.maxpool_forward(X, 7, 1, 1), ValueError,
+                 "larger than the padded input", id="pool-kernel-too-big"),
+    # maxpool_backward
+    pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX.astype(np.int64), X.shape, 2, 2),
+                 TypeError, "argmax must be the int32", id="poolback-argmax-int64"),
+    pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX.tolist(), X.shape, 2, 2),
+                 TypeError, "argmax must be the int32", id="poolback-argmax-list"),
+    pytest.param(lambda k: k.maxpool_backward(DOUT.astype(np.float16), ARGMAX, X.shape, 2, 2),
+                 TypeError, "float32 or float64", id="poolback-dout-float16"),
+    pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX + 4, X.shape, 2, 2),
+                 ValueError, r"argmax values must lie in \[0, 4\)", id="poolback-argmax-too-big"),
+    pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX - 1, X.shape, 2, 2),
+                 ValueError, r"argmax values must lie in \[0, 4\)", id="poolback-argmax-negative"),
+    pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX[..., :1], X.shape, 2, 2),
+                 ValueError, "argmax shape", id="poolback-argmax-shape"),
+    pytest.param(lambda k: k.maxpool_backward(
+                     DOUT, np.zeros((1, 2, 2, 4), np.int32)[..., ::2], X.shape, 2, 2),
+                 ValueError, "argmax must be C-contiguous", id="poolback-argmax-strided"),
+    pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX, (1, 2, 8, 8), 2, 2),
+                 ValueError, "does not fit x_shape", id="poolback-dout-wrong-hw"),
+    pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX, (1, 3, 4, 4), 2, 2),
+                 ValueError, "does not fit x_shape", id="poolback-dout-wrong-channels"),
+    pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX, X.shape, 2, 2, pad=2),
+                 ValueError, "must be smaller than the kernel", id="poolback-pad-equals-kernel"),
+    pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX, X.shape, 2, 0),
+                 ValueError, "stride must be >= 1", id="poolback-stride0"),
+]
+
+
+@pytest.mark.parametrize("call, error, match", BAD_CALLS)
+def test_bad_input_raises(impl, call, error, match):
+    with pytest.raises(error, match=match):
+        call(impl)

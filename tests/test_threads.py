@@ -1,0 +1,89 @@
+"""Results do not depend on the thread count: whole networks, forward and
+backward, give bit-identical outputs and gradients with 1 and 2 threads.
+
+The kernels' parallel loops only write disjoint outputs (see _core.pyx), so
+this holds exactly, not just to rounding.
+"""
+import numpy as np
+import pytest
+
+import zeronet
+from zeronet import kernels, models
+from zeronet import layers as L
+from zeronet.network import Sequential
+
+pytestmark = pytest.mark.skipif(zeronet.backend() != "compiled",
+                                reason="the compiled core is not in use (NumPy reference)")
+
+
+@pytest.fixture
+def restore_threads():
+    before = kernels.get_num_threads()
+    yield
+    kernels.set_num_threads(before)
+    assert kernels.get_num_threads() == before
+
+
+def pooling_net(rng, dtype):
+    """Exercises every kernel: im2col/col2im with groups, stride and padding,
+    overlapping max pooling with padding and ceil mode."""
+    return Sequential([
+        ("conv1", L.Convolution(3, 8, (5, 3), stride=(1, 2), pad=(2, 1), dtype=dtype, rng=rng)),
+        ("relu1", L.ReLU()),
+        ("pool1", L.MaxPooling(3, 2, pad=1, ceil_mode=True)),
+        ("conv2", L.Convolution(8, 8, 3, pad=1, groups=2, dtype=dtype, rng=rng)),
+        ("lrn", L.LRN()),
+        ("pool2", L.AvgPooling(2)),
+        ("fc", L.Affine(8 * 4 * 2, 10, dtype=dtype, rng=rng)),
+    ], input_grad=True)
+
+
+def forward_backward(net, x, t, threads):
+    kernels.set_num_threads(threads)
+    assert kernels.get_num_threads() == (threads if kernels.HAS_OPENMP else 1)
+    loss = net.loss(x, t)
+    dx = net.backward()
+    return loss, net.loss_layer.y.copy(), dx, {p.name: p.grad.copy() for p in net.parameters()}
+
+
+def assert_identical(one, two, what):
+    loss1, y1, dx1, grads1 = one
+    loss2, y2, dx2, grads2 = two
+    assert loss1 == loss2, f"{what}: loss {loss1!r} with 1 thread, {loss2!r} with 2"
+    pairs = [("probabilities", y1, y2), *((k, grads1[k], grads2[k]) for k in grads1)]
+    if dx1 is not None or dx2 is not None:
+        pairs.append(("dx", dx1, dx2))
+    for name, a, b in pairs:
+        assert a.dtype == b.dtype and np.array_equal(a, b), (
+            f"{what}: {name} differs between 1 and 2 threads by up to "
+            f"{np.max(np.abs(a.astype(np.float64) - b)):.3g}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lenet5_identical_for_one_and_two_threads(dtype, restore_threads):
+    rng = np.random.default_rng(0)
+    net = models.lenet5(rng, dtype=dtype)
+    x = rng.standard_normal((16, 1, 32, 32)).astype(dtype)
+    t = rng.integers(0, 10, size=16)
+    one = forward_backward(net, x, t, 1)
+    two = forward_backward(net, x, t, 2)
+    assert_identical(one, two, f"LeNet-5 {dtype}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pooling_net_identical_for_one_and_two_threads(dtype, restore_threads):
+    rng = np.random.default_rng(1)
+    net = pooling_net(rng, dtype)
+    x = rng.standard_normal((5, 3, 15, 13)).astype(dtype)
+    t = rng.integers(0, 10, size=5)
+    assert net.predict(x).shape == (5, 10)
+    one = forward_backward(net, x, t, 1)
+    two = forward_backward(net, x, t, 2)
+    assert_identical(one, two, f"pooling net {dtype}")
+
+
+def test_set_num_threads_round_trip(restore_threads):
+    kernels.set_num_threads(1)
+    assert kernels.get_num_threads() == 1
+    kernels.set_num_threads(2)
+    assert kernels.get_num_threads() == (2 if kernels.HAS_OPENMP else 1)
