@@ -126,8 +126,10 @@ def _source_coordinates(matrices, h, w):
     out_r = (np.arange(h) - centre[0])[None, :, None] - shift[:, 0, None, None]  # (N, H, 1)
     out_c = (np.arange(w) - centre[1])[None, None, :] - shift[:, 1, None, None]  # (N, 1, W)
     inv = inverse[:, :, :, None, None]                             # (N, 2, 2, 1, 1)
-    rows = inv[:, 0, 0] * out_r + inv[:, 0, 1] * out_c + centre[0]
-    cols = inv[:, 1, 0] * out_r + inv[:, 1, 1] * out_c + centre[1]
+    rows = inv[:, 0, 0] * out_r + inv[:, 0, 1] * out_c             # (N, H, W)
+    cols = inv[:, 1, 0] * out_r + inv[:, 1, 1] * out_c
+    rows += centre[0]
+    cols += centre[1]
     return rows, cols
 
 
@@ -184,16 +186,14 @@ def warp(x, matrices, fill=-0.1):
     fr = (rows - r0).astype(x.dtype)[:, None]                     # (N, 1, H, W)
     fc = (cols - c0).astype(x.dtype)[:, None]
 
-    # Flat indices of the four neighbours in each image's (H + 2, W + 2) plane.
-    top_left = r0.astype(np.intp) * (w + 2) + c0.astype(np.intp)  # (N, H, W)
-    planes = framed.reshape(n, c, (h + 2) * (w + 2))
-    index = np.broadcast_to(top_left[:, None], (n, c, h, w)).reshape(n, c, h * w)
-
-    def neighbour(offset):
-        return np.take_along_axis(planes, index + offset, axis=2).reshape(n, c, h, w)
-
-    a, b = neighbour(0), neighbour(1)                 # upper left, upper right
-    d, e = neighbour(w + 2), neighbour(w + 3)         # lower left, lower right
+    # Flat indices of the four neighbours in the whole framed batch: the
+    # offset of image i, channel j's plane, plus the position within it.
+    plane = (h + 2) * (w + 2)
+    start = (np.arange(n * c, dtype=np.intp) * plane).reshape(n, c, 1, 1)
+    top_left = start + (r0.astype(np.intp) * (w + 2) + c0.astype(np.intp))[:, None]
+    flat = framed.reshape(-1)
+    a, b = flat.take(top_left), flat.take(top_left + 1)                   # upper left, right
+    d, e = flat.take(top_left + (w + 2)), flat.take(top_left + (w + 3))   # lower left, right
     upper = a + fc * (b - a)
     lower = d + fc * (e - d)
     return upper + fr * (lower - upper)

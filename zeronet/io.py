@@ -3,7 +3,8 @@
 File layout (open it with ``h5dump`` or HDFView to see):
 
 - ``/<layer>/<param>``: one dataset per parameter, e.g. ``/conv1/W``, in the
-  parameter's own dtype, stored exactly (no lossy filter).
+  parameter's own dtype, stored exactly, with HDF5's Fletcher-32 checksum so
+  that flipped bytes are caught on reading (HDF5 has no checksum otherwise).
 - root attributes: ``format = "zeronet-weights"``, ``format_version``,
   ``zeronet_version``, ``dtype``, ``architecture`` (JSON from which
   :meth:`Sequential.from_config` rebuilds the network) and ``metadata``
@@ -57,7 +58,7 @@ def _write_network(f, network, metadata):
     f.attrs["architecture"] = json.dumps(network.config())
     f.attrs["metadata"] = json.dumps(metadata or {})
     for p in params:
-        f.create_dataset(p.name, data=p.data)
+        f.create_dataset(p.name, data=p.data, fletcher32=True)
 
 
 def save(network, path, metadata=None):
@@ -93,21 +94,44 @@ def _dataset_names(group, skip=CHECKPOINT):
 
 
 def _read_weights(f, network, path):
-    """Copy every parameter from ``f`` into ``network``, checking the fit."""
+    """Copy every parameter from ``f`` into ``network``, checking the fit.
+
+    Everything is read and checked first and copied in only at the end, so a
+    bad file leaves the network as it was.
+    """
     params = {p.name: p for p in network.parameters()}
     stored = set(_dataset_names(f))
     missing, extra = sorted(set(params) - stored), sorted(stored - set(params))
     if missing or extra:
         raise WeightsFileError(f"{path} does not fit the architecture: "
                                f"missing parameters {missing}, unexpected datasets {extra}")
+    values = {}
     for name, p in params.items():
         ds = f[name]
         if ds.shape != p.data.shape or ds.dtype != p.data.dtype:
             raise WeightsFileError(f"{path}: parameter {name} is {ds.dtype}{ds.shape} in the "
                                    f"file but the network needs {p.data.dtype}{p.data.shape}")
-        ds.read_direct(p.data)
-        if not np.all(np.isfinite(p.data)):
+        values[name] = ds[()]
+        if not np.all(np.isfinite(values[name])):
             raise WeightsFileError(f"{path}: parameter {name} holds NaN or infinite values")
+    for name, p in params.items():
+        p.data[...] = values[name]
+
+
+def _reading(path):
+    """Turn the many ways h5py reports a damaged file into one clear error."""
+    class Guard:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, exc, tb):
+            if kind is not None and issubclass(kind, (OSError, RuntimeError, KeyError,
+                                                      TypeError, json.JSONDecodeError)) \
+                    and not issubclass(kind, FileNotFoundError):
+                raise WeightsFileError(f"{path} is damaged or not a complete zeronet file "
+                                       f"({kind.__name__}: {exc})") from exc
+            return False
+    return Guard()
 
 
 def load(path):
@@ -117,7 +141,7 @@ def load(path):
     Raises :class:`WeightsFileError` for a non-zeronet, corrupt or
     inconsistent file.
     """
-    with _open(path) as f:
+    with _reading(path), _open(path) as f:
         try:
             network = Sequential.from_config(json.loads(f.attrs["architecture"]))
         except (KeyError, TypeError, ValueError) as exc:
@@ -148,7 +172,7 @@ def save_checkpoint(path, network, optimizer, schedule, *, epoch, rng, history, 
         ck.attrs["optimizer"] = json.dumps({"type": type(optimizer).__name__,
                                             "lr": state["lr"], "t": state["t"]})
         for key, value in state["slots"].items():
-            ck.create_dataset(f"optimizer/{key}", data=value)
+            ck.create_dataset(f"optimizer/{key}", data=value, fletcher32=True)
     _atomic_write(path, fill)
 
 
@@ -157,7 +181,7 @@ def load_checkpoint(path, network, optimizer, schedule, rng):
 
     The network must have the architecture the checkpoint was written from.
     """
-    with _open(path) as f:
+    with _reading(path), _open(path) as f:
         if CHECKPOINT not in f:
             raise WeightsFileError(f"{path} holds weights but no training checkpoint")
         if json.loads(f.attrs["architecture"]) != network.config():

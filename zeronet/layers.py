@@ -184,7 +184,8 @@ class Convolution(Layer):
         return kernels.col2im(dcol, self.x_shape, self.kernel_size, self.stride, self.pad)
 
     def output_hw(self, hw):
-            return tuple(conv_output_size(s, k, st, p, a) for s, k, st, p, a in
+        """``(OH, OW)`` for an input of height and width ``hw``."""
+        return tuple(conv_output_size(s, k, st, p, a) for s, k, st, p, a in
                      zip(hw, self.kernel_size, self.stride, self.pad, ("height", "width")))
 
 

@@ -22,6 +22,8 @@ class SoftmaxWithLoss:
         if score.ndim != 2:
             raise ValueError(f"SoftmaxWithLoss expects scores of shape (N, K), got {score.shape}")
         t = np.asarray(t)
+        if t.ndim == 1 and not np.issubdtype(t.dtype, np.integer):
+            raise ValueError(f"class-index labels must be integers, got {t.dtype}")
         if t.ndim == 2 and t.shape == score.shape:     # one-hot
             t = t.argmax(axis=1)
         if t.shape != (score.shape[0],):

@@ -20,9 +20,16 @@ class Optimizer:
         return self.slots[key]
 
     def update(self, params):
+        self.check_names(params)
         self.t += 1
         for p in params:
             self.update_one(p)
+
+    def check_names(self, params):
+        # State is keyed by name: two parameters called "W" would share it.
+        if len({p.name for p in params}) != len(params):
+            raise ValueError("parameters must have distinct names (put the layers in a "
+                             "Sequential, which names them 'layer/param')")
 
     def state_dict(self):
         return {"lr": self.lr, "t": self.t, "slots": dict(self.slots)}
@@ -75,6 +82,7 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def update(self, params):
+        self.check_names(params)
         self.t += 1
         self.lr_t = self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
         for p in params:

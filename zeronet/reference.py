@@ -35,7 +35,7 @@ def im2col(x, kernel_size, stride=1, pad=0):
     for ky in range(kh):
         for kx in range(kw):
             col[:, :, ky, kx] = img[:, :, ky:ky + sh * oh:sh, kx:kx + sw * ow:sw]
-    return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * kh * kw)
+    return np.ascontiguousarray(col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * kh * kw))
 
 
 def col2im(col, x_shape, kernel_size, stride=1, pad=0):
