@@ -7,6 +7,7 @@ A run writes everything into its own folder::
     metrics.csv        one row per epoch (written as training goes)
     <model>.h5         the trained weights (zeronet.load reads them)
     checkpoint.h5      the last epoch's state, for --resume
+(``<model>/`` subfolders hold the per-model files when a run trains several.)
     report.md          paper vs this run, for people
     report.json        the same, for programs
 """
@@ -62,12 +63,14 @@ def new_run_dir(out, name):
 
 def find_resume_dir(out, name, resume):
     """The run folder to resume: the one named, or the newest for ``name``."""
+    def has_checkpoint(run):
+        return any(run.glob("*/checkpoint.h5"))
     if resume != "latest":
         path = Path(resume)
-        if not (path / "checkpoint.h5").exists():
-            sys.exit(f"--resume: no checkpoint.h5 in {path}")
+        if not has_checkpoint(path):
+            sys.exit(f"--resume: no <model>/checkpoint.h5 in {path}")
         return path
-    candidates = sorted((p for p in Path(out).glob(f"{name}-*") if (p / "checkpoint.h5").exists()),
+    candidates = sorted((p for p in Path(out).glob(f"{name}-*") if has_checkpoint(p)),
                         key=lambda p: p.stat().st_mtime)
     if not candidates:
         sys.exit(f"--resume: no run of {name} with a checkpoint under {out}")

@@ -52,38 +52,55 @@ def set_num_threads(int n):
 
 # ---------------------------------------------------------------- im2col ----
 
+cdef inline void _valid_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW, Py_ssize_t W,
+                           Py_ssize_t OW, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """Output columns ow in [lo, hi) whose input column ow*SW - PW + kx is
+    inside the image (0 <= iw < W); the others read zero padding."""
+    cdef Py_ssize_t first = PW - kx
+    lo[0] = 0 if first <= 0 else (first + SW - 1) // SW
+    hi[0] = 0 if W + PW - kx <= 0 else (W + PW - kx - 1) // SW + 1
+    if lo[0] > OW:
+        lo[0] = OW
+    if hi[0] > OW:
+        hi[0] = OW
+    if hi[0] < lo[0]:
+        hi[0] = lo[0]
+
+
 cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                   Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
                   int num_threads) noexcept nogil:
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t nh, n, oh, ow, c, ky, kx, ih, iw0, row, j, kx_lo, kx_hi
-    # One (image, output row) per iteration: it writes OW rows of col that
-    # no other iteration touches. Inside, col is written left to right.
+    cdef Py_ssize_t K = col.shape[1]
+    cdef Py_ssize_t nh, n, oh, ow, c, ky, kx, ih, lo, hi
+    cdef floating* dst
+    cdef const floating* src
+    # One (image, output row) per iteration: it fills the OW rows of col
+    # for that output row, which no other iteration touches (a block of
+    # OW*K values that stays in cache). The innermost loop runs along the
+    # output row, so it is OW long rather than KW long.
     for nh in prange(x.shape[0] * OH, num_threads=num_threads, schedule='static'):
         n = nh // OH
         oh = nh % OH
-        for ow in range(OW):
-            row = nh * OW + ow
-            iw0 = ow * SW - PW
-            # Kernel columns kx in [kx_lo, kx_hi) land inside the image. With
-            # pad >= KW a window can lie wholly in the padding: clamp both.
-            kx_lo = min(max(-iw0, 0), KW)
-            kx_hi = max(min(W - iw0, KW), kx_lo)
-            for c in range(C):
-                for ky in range(KH):
-                    j = (c * KH + ky) * KW
-                    ih = oh * SH - PH + ky
+        for c in range(C):
+            for ky in range(KH):
+                ih = oh * SH - PH + ky
+                for kx in range(KW):
+                    # dst[ow * K] is col[nh * OW + ow, (c*KH + ky)*KW + kx]
+                    dst = &col[nh * OW, (c * KH + ky) * KW + kx]
                     if ih < 0 or ih >= H:
-                        for kx in range(KW):
-                            col[row, j + kx] = 0
+                        for ow in range(OW):
+                            dst[ow * K] = 0
                         continue
-                    for kx in range(kx_lo):
-                        col[row, j + kx] = 0
-                    for kx in range(kx_lo, kx_hi):
-                        col[row, j + kx] = x[n, c, ih, iw0 + kx]
-                    for kx in range(kx_hi, KW):
-                        col[row, j + kx] = 0
+                    _valid_ow(kx, SW, PW, W, OW, &lo, &hi)
+                    src = &x[n, c, ih, 0]
+                    for ow in range(lo):
+                        dst[ow * K] = 0
+                    for ow in range(lo, hi):
+                        dst[ow * K] = src[ow * SW - PW + kx]
+                    for ow in range(hi, OW):
+                        dst[ow * K] = 0
 
 
 def im2col(x, kernel_size, stride=1, pad=0):
@@ -114,25 +131,27 @@ cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
                   Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
                   int num_threads) noexcept nogil:
     cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
-    cdef Py_ssize_t n, oh, ow, c, ky, kx, ih, iw0, row, j, kx_lo, kx_hi
+    cdef Py_ssize_t K = col.shape[1]
+    cdef Py_ssize_t n, oh, ow, c, ky, kx, ih, lo, hi
+    cdef const floating* src
+    cdef floating* dst
     # Windows overlap inside one image, so the unit of work is a whole
     # image: dx[n] is summed by one thread, in a fixed order.
     for n in prange(dx.shape[0], num_threads=num_threads, schedule='static'):
         dx[n, :, :, :] = 0
         for oh in range(OH):
-            for ow in range(OW):
-                row = (n * OH + oh) * OW + ow
-                iw0 = ow * SW - PW
-                kx_lo = min(max(-iw0, 0), KW)
-                kx_hi = max(min(W - iw0, KW), kx_lo)
-                for c in range(C):
-                    for ky in range(KH):
-                        ih = oh * SH - PH + ky
-                        if ih < 0 or ih >= H:
-                            continue
-                        j = (c * KH + ky) * KW
-                        for kx in range(kx_lo, kx_hi):
-                            dx[n, c, ih, iw0 + kx] = dx[n, c, ih, iw0 + kx] + col[row, j + kx]
+            for c in range(C):
+                for ky in range(KH):
+                    ih = oh * SH - PH + ky
+                    if ih < 0 or ih >= H:
+                        continue
+                    dst = &dx[n, c, ih, 0]
+                    for kx in range(KW):
+                        _valid_ow(kx, SW, PW, W, OW, &lo, &hi)
+                        # src[ow * K] is col[(n*OH + oh)*OW + ow, (c*KH + ky)*KW + kx]
+                        src = &col[(n * OH + oh) * OW, (c * KH + ky) * KW + kx]
+                        for ow in range(lo, hi):
+                            dst[ow * SW - PW + kx] += src[ow * K]
 
 
 def col2im(col, x_shape, kernel_size, stride=1, pad=0):

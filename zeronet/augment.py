@@ -19,7 +19,7 @@ Pieces, in the order they run:
 - :func:`warp` resamples a batch of images through their matrices with
   bilinear interpolation. :func:`warp_scipy` does the same one image at a
   time with ``scipy.ndimage.affine_transform``: it is the reference that
-  :func:`warp` is tested against, and about 4x slower.
+  :func:`warp` is tested against, and 2-3x slower.
 
 Coordinates are ``(row, col)`` in pixels, rows pointing down, measured from
 the image centre ``((H - 1) / 2, (W - 1) / 2)``, so scaling and shearing
@@ -43,6 +43,9 @@ from scipy import ndimage
 __all__ = ["RandomAffine", "affine_matrix", "warp", "warp_scipy"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# warp() works through a batch in blocks of about this many output pixels.
+BLOCK_PIXELS = 16 * 1024
 
 
 def affine_matrix(shift=(0.0, 0.0), scale=1.0, squeeze=0.0, shear=0.0):
@@ -115,21 +118,21 @@ def _check_matrices(matrices, n):
 def _source_coordinates(matrices, h, w):
     """Where in the input each output pixel comes from.
 
-    Resampling runs backwards: for every output pixel we need the input point
-    that the forward matrix sends onto it, ``A^-1 @ (out - shift)``.
+    Resampling runs backwards: for every output pixel ``out`` we need the
+    input point that the forward matrix sends onto it,
+    ``A^-1 @ (out - centre - shift) + centre``.
 
     Returns ``rows, cols``, each (N, H, W) float64, in input pixel indices.
     """
-    inverse = np.linalg.inv(matrices[:, :2, :2])                  # (N, 2, 2)
-    shift = matrices[:, :2, 2]                                    # (N, 2)
-    centre = ((h - 1) / 2.0, (w - 1) / 2.0)
-    out_r = (np.arange(h) - centre[0])[None, :, None] - shift[:, 0, None, None]  # (N, H, 1)
-    out_c = (np.arange(w) - centre[1])[None, None, :] - shift[:, 1, None, None]  # (N, 1, W)
-    inv = inverse[:, :, :, None, None]                             # (N, 2, 2, 1, 1)
-    rows = inv[:, 0, 0] * out_r + inv[:, 0, 1] * out_c             # (N, H, W)
-    cols = inv[:, 1, 0] * out_r + inv[:, 1, 1] * out_c
-    rows += centre[0]
-    cols += centre[1]
+    inverse = np.linalg.inv(matrices[:, :2, :2])[:, :, :, None, None]  # (N, 2, 2, 1, 1)
+    shift = matrices[:, :2, 2, None, None]                              # (N, 2, 1, 1)
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    dr = (np.arange(h) - cy)[:, None] - shift[:, 0]                     # (N, H, 1)
+    dc = (np.arange(w) - cx)[None, :] - shift[:, 1]                     # (N, 1, W)
+    # The row and column terms are added last, so that only this one
+    # addition runs over all N * H * W pixels.
+    rows = (inverse[:, 0, 0] * dr + cy) + inverse[:, 0, 1] * dc
+    cols = (inverse[:, 1, 0] * dr + cx) + inverse[:, 1, 1] * dc
     return rows, cols
 
 
@@ -141,10 +144,12 @@ def warp(x, matrices, fill=-0.1):
     the background blends the two, one that falls further out is ``fill``
     (``scipy.ndimage``'s ``mode="grid-constant"``).
 
-    The bilinear interpolation is written out in NumPy over the whole batch
-    at once, because ``scipy.ndimage`` resamples one image per call (or pays
-    for trilinear weights when given the batch as one 3-D array) and was 3-4x
-    slower; :func:`warp_scipy` is that version, kept as the reference.
+    The bilinear interpolation is written out in NumPy over many images at
+    once. ``scipy.ndimage`` resamples one image per call, which was 2-3x
+    slower on batches of 128 32x32 images (:func:`warp_scipy`, kept as the
+    reference); one ``map_coordinates`` call on the batch as a 3-D array,
+    which pays for trilinear weights, was 3-5x slower. With this version,
+    distorting MNIST's 60,000 images takes about 1.5 s per epoch.
 
     Parameters
     ----------
@@ -169,6 +174,20 @@ def warp(x, matrices, fill=-0.1):
     _check_images(x)
     n, c, h, w = x.shape
     matrices = _check_matrices(matrices, n)
+    y = np.empty_like(x)
+    # Work through the batch in blocks of about BLOCK_PIXELS output pixels.
+    # Each step below makes a temporary array as large as the block; small
+    # blocks keep them in the CPU cache and reuse the same memory, which made
+    # a batch of 128 32x32 images about 2.5x faster than one pass over it all.
+    step = max(1, BLOCK_PIXELS // (h * w))
+    for i in range(0, n, step):
+        y[i:i + step] = _warp_block(x[i:i + step], matrices[i:i + step], fill)
+    return y
+
+
+def _warp_block(x, matrices, fill):
+    """:func:`warp` of a few images at once; the bilinear interpolation itself."""
+    n, c, h, w = x.shape
     rows, cols = _source_coordinates(matrices, h, w)
 
     # Surround every image with a one-pixel frame of background, then clip
@@ -186,7 +205,7 @@ def warp(x, matrices, fill=-0.1):
     fr = (rows - r0).astype(x.dtype)[:, None]                     # (N, 1, H, W)
     fc = (cols - c0).astype(x.dtype)[:, None]
 
-    # Flat indices of the four neighbours in the whole framed batch: the
+    # Flat indices of the four neighbours in the whole framed block: the
     # offset of image i, channel j's plane, plus the position within it.
     plane = (h + 2) * (w + 2)
     start = (np.arange(n * c, dtype=np.intp) * plane).reshape(n, c, 1, 1)
@@ -204,6 +223,11 @@ def warp_scipy(x, matrices, fill=-0.1):
 
     The reference implementation: slower, but every line is a documented
     SciPy call. Same arguments, shapes and result as :func:`warp`.
+
+    ``mode="grid-constant"`` rather than ``"constant"``: with ``"constant"``
+    SciPy interpolates only inside the outermost pixel centres, so a point
+    half a pixel outside the border would jump straight to ``fill`` instead
+    of blending into it.
     """
     _check_images(x)
     n, c, h, w = x.shape

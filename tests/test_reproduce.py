@@ -1,0 +1,78 @@
+"""Smoke runs of the reproduction scripts (what CI runs of them)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zeronet
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def mnist_dir():
+    """The MNIST folder for these tests: $ZERONET_DATA, else ../shared/data."""
+    env = os.environ.get("ZERONET_DATA")
+    if env and (Path(env) / "mnist").exists():
+        return Path(env)
+    if SHARED_MNIST.exists():
+        return SHARED_MNIST.parent
+    pytest.skip("MNIST not available (set ZERONET_DATA)")
+
+
+def run_lenet(*args):
+    cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), "--no-progress", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_lenet_quick_trains_saves_reports_and_reloads(tmp_path):
+    data = mnist_dir()
+    out = run_lenet("--quick", "--epochs", "2", "--data-dir", str(data), "--out", str(tmp_path))
+    (run_dir,) = tmp_path.glob("lenet-lenet5-quick-*")
+    for name in ("config.json", "environment.json", "report.md", "report.json",
+                 "lenet5/metrics.csv", "lenet5/lenet5.h5", "lenet5/checkpoint.h5"):
+        assert (run_dir / name).exists(), f"{name} missing from {run_dir}"
+    report = json.loads((run_dir / "report.json").read_text())
+    result = report["results"]["lenet5"]
+    # Two passes over 2,000 digits already beat chance by far.
+    assert result["test_error"] < 0.5, result
+    assert result["epochs"] == 2 and result["parameters"] == 60850
+    assert "0.95%" in out and "LeNet-5" in out
+
+    # The saved weights give the recorded test error on the same subset.
+    net = zeronet.load(run_dir / "lenet5" / "lenet5.h5")
+    sys.path.insert(0, str(REPO / "reproduce"))
+    import lenet
+    from zeronet import datasets
+    mnist = datasets.load_mnist(data, download=False, progress=False)
+    x = lenet.prepare(mnist.x_test[:1000], 32)
+    error = np.mean(net.predict_batched(x).argmax(axis=1) != mnist.y_test[:1000])
+    assert error == pytest.approx(result["test_error"], abs=0)
+
+
+def test_lenet_resume_continues_from_checkpoint(tmp_path):
+    data = mnist_dir()
+    run_lenet("--quick", "--model", "mlp300", "--epochs", "1", "--data-dir", str(data),
+              "--out", str(tmp_path))
+    out = run_lenet("--quick", "--model", "mlp300", "--epochs", "2", "--resume",
+                    "--data-dir", str(data), "--out", str(tmp_path))
+    assert "resumed from" in out
+    (run_dir,) = tmp_path.glob("lenet-mlp300-quick-*")
+    result = json.loads((run_dir / "report.json").read_text())["results"]["mlp300"]
+    assert result["epochs"] == 2
+
+
+def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
+    data = mnist_dir()
+    weights = REPO / "reproduce" / "weights" / "lenet5.h5"
+    if not weights.exists():
+        pytest.skip("no shipped weights yet")
+    out = run_lenet("--weights", str(weights), "--data-dir", str(data), "--out", str(tmp_path))
+    recorded = zeronet.load(weights).metadata["test_error"]
+    assert f"test error {100 * recorded:.2f}%" in out
