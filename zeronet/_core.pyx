@@ -52,19 +52,25 @@ def set_num_threads(int n):
 
 # ---------------------------------------------------------------- im2col ----
 
-cdef inline void _valid_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW, Py_ssize_t W,
-                           Py_ssize_t OW, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """Output columns ow in [lo, hi) whose input column ow*SW - PW + kx is
-    inside the image (0 <= iw < W); the others read zero padding."""
-    cdef Py_ssize_t first = PW - kx
-    lo[0] = 0 if first <= 0 else (first + SW - 1) // SW
-    hi[0] = 0 if W + PW - kx <= 0 else (W + PW - kx - 1) // SW + 1
-    if lo[0] > OW:
-        lo[0] = OW
-    if hi[0] > OW:
-        hi[0] = OW
-    if hi[0] < lo[0]:
-        hi[0] = lo[0]
+# Output columns ow in [_first_ow, _end_ow) read an input column
+# iw = ow*SW - PW + kx inside the image (0 <= iw < W); the others read zero
+# padding. (Two functions returning values, not one writing through
+# pointers: prange makes a variable thread-private only when it is assigned.)
+
+cdef inline Py_ssize_t _first_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW,
+                                 Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t need = PW - kx            # smallest ow*SW that is inside
+    cdef Py_ssize_t lo = 0 if need <= 0 else (need + SW - 1) // SW
+    return lo if lo < OW else OW
+
+
+cdef inline Py_ssize_t _end_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW, Py_ssize_t W,
+                               Py_ssize_t OW, Py_ssize_t lo) noexcept nogil:
+    cdef Py_ssize_t room = W + PW - kx        # ow*SW must stay below this
+    cdef Py_ssize_t hi = 0 if room <= 0 else (room - 1) // SW + 1
+    if hi > OW:
+        hi = OW
+    return hi if hi > lo else lo
 
 
 cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
@@ -93,7 +99,8 @@ cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
                         for ow in range(OW):
                             dst[ow * K] = 0
                         continue
-                    _valid_ow(kx, SW, PW, W, OW, &lo, &hi)
+                    lo = _first_ow(kx, SW, PW, OW)
+                    hi = _end_ow(kx, SW, PW, W, OW, lo)
                     src = &x[n, c, ih, 0]
                     for ow in range(lo):
                         dst[ow * K] = 0
@@ -147,7 +154,8 @@ cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
                         continue
                     dst = &dx[n, c, ih, 0]
                     for kx in range(KW):
-                        _valid_ow(kx, SW, PW, W, OW, &lo, &hi)
+                        lo = _first_ow(kx, SW, PW, OW)
+                        hi = _end_ow(kx, SW, PW, W, OW, lo)
                         # src[ow * K] is col[(n*OH + oh)*OW + ow, (c*KH + ky)*KW + kx]
                         src = &col[(n * OH + oh) * OW, (c * KH + ky) * KW + kx]
                         for ow in range(lo, hi):
