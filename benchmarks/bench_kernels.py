@@ -1,9 +1,11 @@
 """Speed of zeronet's convolution, max pooling and a LeNet-5 training step.
 
 Prints, for each case (batch 128, float32): the median time of the compiled
-path, of the NumPy reference path (the same script re-run in a subprocess
-with ZERONET_FORCE_NUMPY=1) and, when PyTorch is installed, of
-``torch.nn.functional`` on the CPU with the same number of threads.
+path, of the NumPy reference path (ZERONET_FORCE_NUMPY=1) and, when PyTorch
+is installed, of ``torch.nn.functional`` on the CPU with the same number of
+threads. Each of the three runs in its own subprocess of this script: in one
+process, PyTorch's OpenMP threads and zeronet's (and OpenBLAS's) spin against
+each other and both look several times slower than they are.
 
     python benchmarks/bench_kernels.py [--threads 2] [--repeat 10] [--no-numpy]
 
@@ -192,24 +194,30 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference run")
-    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--measure", choices=["zeronet", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
 
-    if args.json:  # the subprocess that measures the NumPy reference
-        print(json.dumps(zeronet_times(args.repeat)))
+    if args.measure:  # one implementation, alone in this process
+        if args.measure == "torch":
+            print(json.dumps(torch_times(args.repeat, args.threads)))
+        else:
+            import zeronet
+            zeronet.kernels.set_num_threads(args.threads)
+            print(json.dumps(zeronet_times(args.repeat)))
         return
 
+    def measure(kind, repeat, **env):
+        out = subprocess.run([sys.executable, __file__, "--measure", kind, "--repeat",
+                              str(repeat), "--threads", str(args.threads)],
+                             env=dict(os.environ, **env), check=True, capture_output=True,
+                             text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
     import zeronet
-    zeronet.kernels.set_num_threads(args.threads)
-    compiled = zeronet_times(args.repeat)
-    numpy_run = None
-    if not args.no_numpy:
-        env = dict(os.environ, ZERONET_FORCE_NUMPY="1")
-        out = subprocess.run([sys.executable, __file__, "--json", "--repeat",
-                              str(max(3, args.repeat // 3))],
-                             env=env, check=True, capture_output=True, text=True).stdout
-        numpy_run = json.loads(out.strip().splitlines()[-1])
-    torch_run = torch_times(args.repeat, args.threads)
+    compiled = measure("zeronet", args.repeat)
+    numpy_run = None if args.no_numpy else measure("zeronet", max(3, args.repeat // 3),
+                                                    ZERONET_FORCE_NUMPY="1")
+    torch_run = measure("torch", args.repeat)
 
     print(f"machine: {machine()}")
     print(f"zeronet {zeronet.__version__} ({compiled['backend']}, OpenMP "

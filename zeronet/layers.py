@@ -159,17 +159,19 @@ class Convolution(Layer):
             # Group g reads its own block of im2col columns, writes its own maps.
             np.matmul(self.col[:, g * K:(g + 1) * K], self.col_W[g].T,
                       out=out[:, g * OC // G:(g + 1) * OC // G])
-        out += b.data
         # Back to (N, OC, OH, OW), contiguous: the elementwise layers that
-        # follow run several times faster on contiguous memory.
-        return np.ascontiguousarray(out.reshape(N, OH, OW, OC).transpose(0, 3, 1, 2))
+        # follow run several times faster on contiguous memory. The bias is
+        # added after, along rows of OH*OW values rather than rows of OC.
+        out = np.ascontiguousarray(out.reshape(N, OH, OW, OC).transpose(0, 3, 1, 2))
+        out += b.data[:, None, None]
+        return out
 
     def backward(self, dout):
         W, b = self.params["W"], self.params["b"]
         G, OC = self.groups, self.out_channels
         K = self.col_W.shape[2]
-        dout = dout.transpose(0, 2, 3, 1).reshape(-1, OC)    # (N*OH*OW, OC)
-        b.grad[...] = dout.sum(axis=0)
+        b.grad[...] = dout.sum(axis=(0, 2, 3))
+        dout = dout.transpose(0, 2, 3, 1).reshape(-1, OC)    # (N*OH*OW, OC), like col's rows
         dW = W.grad.reshape(G, OC // G, K)
         dcol = np.empty(self.col.shape, dtype=self.dtype) if self.input_grad else None
         for g in range(G):
