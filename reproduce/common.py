@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -70,11 +71,34 @@ def find_resume_dir(out, name, resume):
         if not has_checkpoint(path):
             sys.exit(f"--resume: no <model>/checkpoint.h5 in {path}")
         return path
-    candidates = sorted((p for p in Path(out).glob(f"{name}-*") if has_checkpoint(p)),
+    # Exactly <name>-<date>-<time>[-n]: "lenet-lenet5" must not match
+    # "lenet-lenet5-quick-..." or "lenet-lenet5-distortions-...".
+    own = re.compile(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?")
+    candidates = sorted((p for p in Path(out).glob(f"{name}-*")
+                         if own.fullmatch(p.name) and has_checkpoint(p)),
                         key=lambda p: p.stat().st_mtime)
     if not candidates:
         sys.exit(f"--resume: no run of {name} with a checkpoint under {out}")
     return candidates[-1]
+
+
+def restore_config(args, parser, run_dir, keys, may_change=()):
+    """On --resume, take the interrupted run's settings from its config.json.
+
+    A flag given now that contradicts the saved value is an error (it would
+    silently make a different run), except for those in ``may_change``
+    (e.g. ``epochs``, to train further).
+    """
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    for key in keys:
+        now, default = getattr(args, key), parser.get_default(key)
+        if key in may_change and now != default:
+            continue
+        if now != default and now != saved[key]:
+            sys.exit(f"--resume: --{key.replace('_', '-')} {now} contradicts the run's "
+                     f"{saved[key]} (in {run_dir}/config.json)")
+        setattr(args, key, saved[key])
+    return args
 
 
 def cpu_name():

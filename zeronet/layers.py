@@ -8,6 +8,8 @@ backward, and the optimizer updates their ``data`` in place.
 
 Shape letters: ``N, C, H, W`` input; ``OC, KH, KW`` weights; ``OH, OW`` output.
 """
+from types import MappingProxyType
+
 import numpy as np
 
 from zeronet import initializers, kernels
@@ -46,7 +48,7 @@ class Layer:
     """Base class: subclasses are registered by class name so that a network
     can be rebuilt from its JSON description (see :mod:`zeronet.io`)."""
 
-    params = {}
+    params = MappingProxyType({})   # layers without parameters share this empty, read-only map
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -84,6 +86,51 @@ def _check_ndim(x, ndim, layer, what="(N, C, H, W)"):
 
 
 # ---------------------------------------------------------------- layers ----
+
+class DigitInput(Layer):
+    """Raw digit images in, the network's input out (LeCun et al. 1998 §II.B).
+
+    uint8 pixels ``(N, H, W)`` or ``(N, 1, H, W)`` (0 = white background,
+    255 = ink) become ``(N, 1, side, side)`` floats with the background at
+    ``background`` and full ink at ``ink``, centred in a ``side`` field padded
+    with background. Float input already of shape ``(N, 1, side, side)`` is
+    taken as prepared and passed through unchanged. So a saved LeNet's
+    ``predict`` accepts MNIST digits as they come.
+
+    Nothing here is trainable and nothing below it needs a gradient:
+    ``backward`` returns None.
+    """
+
+    def __init__(self, side=32, background=-0.1, ink=1.175, dtype="float32"):
+        self.side, self.background, self.ink = int(side), float(background), float(ink)
+        self.dtype = np.dtype(dtype)
+
+    def config(self):
+        return {"side": self.side, "background": self.background, "ink": self.ink,
+                "dtype": self.dtype.name}
+
+    def forward(self, x, *, train=False):
+        if x.dtype != np.uint8:
+            if x.shape[1:] != (1, self.side, self.side):
+                raise ValueError(f"DigitInput expects uint8 digits (N, H, W) or prepared input "
+                                 f"(N, 1, {self.side}, {self.side}), got {x.dtype}{x.shape}")
+            _check_dtype(x, self.dtype, self)
+            return x
+        if x.ndim == 4 and x.shape[1] == 1:
+            x = x[:, 0]
+        if x.ndim != 3 or x.shape[1] > self.side or x.shape[2] > self.side:
+            raise ValueError(f"DigitInput expects digits (N, H, W) no larger than "
+                             f"{self.side}x{self.side}, got {x.shape}")
+        t = self.dtype.type
+        scaled = x.astype(self.dtype) * t((self.ink - self.background) / 255) + t(self.background)
+        top, left = (self.side - x.shape[1]) // 2, (self.side - x.shape[2]) // 2
+        out = np.full((x.shape[0], 1, self.side, self.side), self.background, dtype=self.dtype)
+        out[:, 0, top:top + x.shape[1], left:left + x.shape[2]] = scaled
+        return out
+
+    def backward(self, dout):
+        return None
+
 
 class Convolution(Layer):
     """2-D convolution through im2col (book §7.4.3), with groups and an

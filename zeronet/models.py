@@ -31,7 +31,9 @@ def squashing(name):
 
 
 def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num_classes=10):
-    """LeNet-5 (LeCun et al. 1998 §II.B) on ``(N, 1, 32, 32)`` input.
+    """LeNet-5 (LeCun et al. 1998 §II.B) on ``(N, 1, 32, 32)`` input, or on
+    uint8 MNIST digits ``(N, 28, 28)``, which its first layer
+    (:class:`~zeronet.layers.DigitInput`) pads and normalises.
 
     C1 6@28x28, S2 6@14x14, C3 16@10x10 (Table 1 connections unless
     ``full_c3``), S4 16@5x5, C5 120, F6 84, then an Affine layer to the
@@ -44,6 +46,7 @@ def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num
     init = "LeCunUniform"
     kw = dict(dtype=dtype, rng=rng, weight_init=init)
     return Sequential([
+        ("input", L.DigitInput(32, dtype=dtype)),
         ("c1", L.Convolution(1, 6, 5, **kw)), ("c1_act", act()),
         ("s2", L.Subsampling(6, 2, **kw)), ("s2_act", act()),
         ("c3", L.Convolution(6, 16, 5, table=None if full_c3 else lenet5_c3_table(), **kw)),
@@ -59,11 +62,14 @@ def mlp(rng, hidden, *, in_features=784, num_classes=10, activation="scaled_tanh
         dtype="float32"):
     """Fully connected network ``in_features - hidden... - num_classes``
     (LeCun et al. 1998 §III.C.3-4); ``hidden=()`` is the linear classifier.
-    Input ``(N, ...)`` is flattened. Weights uniform in +-2.4/fan-in."""
+    Input ``(N, ...)`` is flattened; with a square ``in_features`` a
+    :class:`~zeronet.layers.DigitInput` first accepts raw uint8 digits.
+    Weights uniform in +-2.4/fan-in."""
     act = squashing(activation)
     kw = dict(dtype=dtype, rng=rng, weight_init="LeCunUniform")
     sizes = [in_features, *hidden]
-    layers = []
+    side = int(round(np.sqrt(in_features)))
+    layers = [("input", L.DigitInput(side, dtype=dtype))] if side * side == in_features else []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         layers += [(f"fc{i}", L.Affine(a, b, **kw)), (f"fc{i}_act", act())]
     layers.append(("output", L.Affine(sizes[-1], num_classes, **kw)))
@@ -81,6 +87,7 @@ def lenet1(rng, *, activation="scaled_tanh", dtype="float32", num_classes=10):
     act = squashing(activation)
     kw = dict(dtype=dtype, rng=rng, weight_init="LeCunUniform")
     return Sequential([
+        ("input", L.DigitInput(28, dtype=dtype)),
         ("c1", L.Convolution(1, 4, 5, **kw)), ("c1_act", act()),
         ("s2", L.Subsampling(4, 2, **kw)), ("s2_act", act()),
         ("c3", L.Convolution(4, 12, 5, **kw)), ("c3_act", act()),
@@ -101,6 +108,7 @@ def lenet4(rng, *, activation="scaled_tanh", dtype="float32", num_classes=10):
     act = squashing(activation)
     kw = dict(dtype=dtype, rng=rng, weight_init="LeCunUniform")
     return Sequential([
+        ("input", L.DigitInput(32, dtype=dtype)),
         ("c1", L.Convolution(1, 4, 5, **kw)), ("c1_act", act()),
         ("s2", L.Subsampling(4, 2, **kw)), ("s2_act", act()),
         ("c3", L.Convolution(4, 16, 5, **kw)), ("c3_act", act()),

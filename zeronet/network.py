@@ -23,27 +23,31 @@ class Sequential:
             for key, param in layer.params.items():
                 param.name = f"{name}/{key}"
         self.loss_layer = loss if loss is not None else SoftmaxWithLoss()
-        # Nobody needs the gradient with respect to the images when training,
-        # so by default the first layer skips computing it (if it can).
+        # Nobody needs the gradient with respect to the images when training:
+        # by default backward stops at the first layer with parameters, and
+        # that layer skips computing its dx (if it can).
         self.input_grad = input_grad
-        first = next(iter(self.layers.values()), None)
-        if first is not None and hasattr(first, "input_grad"):
-            first.input_grad = input_grad
+        layers = list(self.layers.values())
+        self._first_trainable = next((i for i, l in enumerate(layers) if l.params), 0)
+        if layers and hasattr(layers[self._first_trainable], "input_grad"):
+            layers[self._first_trainable].input_grad = input_grad
 
     def predict(self, x, *, train=False):
         for layer in self.layers.values():
             x = layer.forward(x, train=train)
         return x
 
-    def loss(self, x, t, *, train=True):
-        """Mean loss on a batch; keeps what ``backward`` needs."""
+    def loss(self, x, t, *, train=False):
+        """Mean loss on a batch; keeps what ``backward`` needs. Pass
+        ``train=True`` when training (Dropout then drops)."""
         return self.loss_layer.forward(self.predict(x, train=train), t)
 
     def backward(self, dout=1.0):
         """Fill every parameter's ``grad``. Returns the gradient with respect to
         the input if the network was built with ``input_grad=True``, else None."""
         dx = self.loss_layer.backward(dout)
-        for layer in reversed(list(self.layers.values())):
+        first = 0 if self.input_grad else self._first_trainable
+        for layer in reversed(list(self.layers.values())[first:]):
             dx = layer.backward(dx)
         return dx if self.input_grad else None
 
@@ -61,7 +65,11 @@ class Sequential:
                                for i in range(0, len(x), batch_size)])
 
     def accuracy(self, x, t, batch_size=1000):
-        """Fraction of examples whose highest score is the label ``t (N,)``."""
+        """Fraction of examples whose highest score is the label ``t``
+        (indices ``(N,)`` or one-hot ``(N, K)``)."""
+        t = np.asarray(t)
+        if t.ndim == 2:
+            t = t.argmax(axis=1)
         return float(np.mean(self.predict_batched(x, batch_size).argmax(axis=1) == t))
 
     def generators(self):
