@@ -8,7 +8,9 @@ only where ../shared/data/mnist exists.
 import gzip
 import hashlib
 import http.server
+import os
 import socket
+import stat
 import struct
 import threading
 from pathlib import Path
@@ -268,6 +270,28 @@ def test_load_mnist_rejects_wrong_counts_and_labels(tmp_path, tiny_mnist, monkey
     assert_mentions(excinfo, "t10k-labels-idx1-ubyte.gz", "0..9", "10")
 
 
+@pytest.mark.parametrize("download, advice", [(True, "next load_mnist() downloads it again"),
+                                               (False, "download=True")])
+def test_bad_local_file_error_says_to_delete_it(tmp_path, tiny_mnist, monkeypatch,
+                                                download, advice):
+    # A file on disk is never downloaded again, so the message must say how
+    # to get a good copy: delete the bad one.
+    _, contents = tiny_mnist
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name, content in contents.items():
+        write_idx(folder / (name + ".gz"), content)
+    bad = write_idx(folder / "t10k-images-idx3-ubyte.gz",
+                    flip_last_bit(contents["t10k-images-idx3-ubyte"]))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the files are all there: nothing should be downloaded")
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", no_network)
+    with pytest.raises(DatasetError) as excinfo:
+        load_mnist(tmp_path, download=download, progress=False)
+    assert_mentions(excinfo, "SHA-256 mismatch", f"Delete {bad}", advice)
+
+
 # ---------------------------------------------------------------- downloads, over local HTTP
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -440,12 +464,70 @@ def test_download_file_is_generic_and_atomic(tmp_path, server):
         download_file([], tmp_path / "b.bin", verify)
 
 
+def test_download_is_on_disk_before_the_rename(tmp_path, server, monkeypatch):
+    server.routes["/a.bin"] = ("ok", b"hello")
+    dest = tmp_path / "a.bin"
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append((os.fstat(fd).st_size, dest.exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    download_file([f"{server.url}/a.bin"], dest, lambda path: None, timeout=5,
+                  progress=False)
+    assert synced == [(5, False)], "the complete file must be fsynced before the rename"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="permission bits are POSIX")
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["022", "027"])
+def test_download_gets_ordinary_permissions(tmp_path, server, umask):
+    # mkstemp makes 0o600 files; a shared data folder needs others to read them.
+    server.routes["/a.bin"] = ("ok", b"hello")
+    old = os.umask(umask)
+    try:
+        download_file([f"{server.url}/a.bin"], tmp_path / "a.bin", lambda path: None,
+                      timeout=5, progress=False)
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "a.bin").stat().st_mode)
+    assert mode == 0o666 & ~umask, f"mode {mode:o}, expected {0o666 & ~umask:o}"
+
+
 # ---------------------------------------------------------------- the real MNIST
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"no local MNIST at {SHARED_MNIST}")
-def test_real_mnist(monkeypatch):
-    monkeypatch.setenv("ZERONET_DATA", str(SHARED_MNIST.parent))
-    mnist = load_mnist(download=False)
+def real_mnist_dir():
+    """The data folder holding the real MNIST: $ZERONET_DATA, else ../shared/data.
+
+    Without it the test is skipped, except in CI (CI set), where it fails: a
+    CI run must test the real files, not pass quietly without them.
+    """
+    env = os.environ.get("ZERONET_DATA")
+    if env and (Path(env) / "mnist").is_dir():
+        return Path(env)
+    if SHARED_MNIST.is_dir():
+        return SHARED_MNIST.parent
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but no MNIST at $ZERONET_DATA/mnist or {SHARED_MNIST}")
+    pytest.skip(f"no local MNIST (set ZERONET_DATA, or put it at {SHARED_MNIST})")
+
+
+def test_real_mnist_dir_fails_in_ci_without_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZERONET_DATA", str(tmp_path))
+    monkeypatch.setitem(globals(), "SHARED_MNIST", tmp_path / "nowhere")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        real_mnist_dir()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        real_mnist_dir()
+    (tmp_path / "mnist").mkdir()
+    assert real_mnist_dir() == tmp_path
+
+
+def test_real_mnist():
+    mnist = load_mnist(real_mnist_dir(), download=False)
     assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_train.dtype == np.uint8
     assert mnist.y_train.shape == (60000,) and mnist.y_train.dtype == np.uint8
     assert mnist.x_test.shape == (10000, 28, 28) and mnist.x_test.dtype == np.uint8

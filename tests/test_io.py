@@ -2,6 +2,7 @@
 errors for every kind of bad file, and writes that never leave a half file."""
 import json
 import os
+import stat
 
 import h5py
 import numpy as np
@@ -228,6 +229,85 @@ def test_checkpoint_round_trip(tmp_path):
     assert_same_weights(net, io.load(path))
 
 
+def set_attr(name, value):
+    return lambda f: f[io.CHECKPOINT].attrs.__setitem__(name, value)
+
+
+def drop_attr(name):
+    return lambda f: f[io.CHECKPOINT].attrs.__delitem__(name)
+
+
+@pytest.mark.parametrize("optimizer, change, message", [
+    (optimizers.Adam, None, "Momentum state, not Adam"),
+    (optimizers.Momentum, set_attr("layer_rngs", "{}"), r"generator states for \[\]"),
+    (optimizers.Momentum, set_attr("layer_rngs", json.dumps(
+        {"drop/rng": np.random.default_rng(0).bit_generator.state, "fc9/rng": {}})),
+     "fc9/rng"),
+    (optimizers.Momentum, set_attr("layer_rngs", json.dumps(
+        {"drop/rng": {"bit_generator": "MT19937"}})), "generator drop/rng"),
+    (optimizers.Momentum, set_attr("rng", json.dumps({"bit_generator": "PCG64"})),
+     "trainer's generator"),
+    (optimizers.Momentum, replace_dataset(f"{io.CHECKPOINT}/optimizer/v/fc1/W",
+                                          np.zeros((5, 3))), "optimizer slot v/fc1/W"),
+    (optimizers.Momentum, set_attr("schedule", "{}"), "schedule state"),
+    (optimizers.Momentum, set_attr("history", "[not json"), "damaged"),
+    (optimizers.Momentum, drop_attr("epoch"), "damaged"),
+], ids=["other_optimizer", "missing_generator", "extra_generator", "bad_generator_state",
+        "bad_rng_state", "misshaped_slot", "bad_schedule", "bad_history", "no_epoch"])
+def test_failed_checkpoint_load_changes_nothing(tmp_path, optimizer, change, message):
+    rng = np.random.default_rng(12)
+    net = float64_net(rng)
+    x, t = rng.standard_normal((3, 2, 5, 5)), np.array([0, 1, 4])
+
+    def one_step(net, opt):
+        net.loss(x, t)
+        net.backward()
+        opt.update(net.parameters())
+
+    opt = optimizers.Momentum()
+    one_step(net, opt)
+    path = tmp_path / "ck.h5"
+    io.save_checkpoint(path, net, opt, optimizers.ReduceOnPlateau(0.1),
+                       epoch=3, rng=rng, history=[])
+    if change is not None:
+        edit(path, change)
+
+    # What the file is loaded into: trained a step itself, so it has state to lose.
+    net2, opt2 = float64_net(np.random.default_rng(13)), optimizer(lr=0.5)
+    one_step(net2, opt2)
+    schedule2, rng2 = optimizers.ReduceOnPlateau(0.5, patience=3), np.random.default_rng(14)
+    schedule2.observe(0, 0.2)
+    weights = {p.name: p.data.copy() for p in net2.parameters()}
+    slots = {k: v.copy() for k, v in opt2.slots.items()}
+    lr_and_t, schedule_state = (opt2.lr, opt2.t), schedule2.state_dict()
+    rng_states = [g.bit_generator.state for g in (rng2, *net2.generators().values())]
+
+    with pytest.raises(WeightsFileError, match=message) as info:
+        io.load_checkpoint(path, net2, opt2, schedule2, rng2)
+    assert str(path) in str(info.value)
+    for p in net2.parameters():
+        assert np.array_equal(p.data, weights[p.name]), f"{p.name} was changed"
+    assert (opt2.lr, opt2.t) == lr_and_t and opt2.slots.keys() == slots.keys()
+    for key, value in slots.items():
+        assert np.array_equal(opt2.slots[key], value), f"optimizer slot {key} was changed"
+    assert schedule2.state_dict() == schedule_state
+    assert [g.bit_generator.state for g in (rng2, *net2.generators().values())] == rng_states
+
+
+@pytest.mark.parametrize("bug", [KeyError, RuntimeError, TypeError])
+def test_programming_errors_are_not_reported_as_damaged_files(lenet_file, monkeypatch, bug):
+    # Only errors from reading the file mean "damaged file"; the same types
+    # raised by zeronet's own code are bugs and must show as such.
+    _, path = lenet_file
+
+    def buggy(*args):
+        raise bug("a bug in zeronet")
+
+    monkeypatch.setattr(io, "_dataset_names", buggy)
+    with pytest.raises(bug, match="a bug in zeronet"):
+        io.load(path)
+
+
 # -------------------------------------------------------- atomic writes ----
 
 @pytest.mark.parametrize("exception", [RuntimeError, KeyboardInterrupt])
@@ -277,3 +357,36 @@ def test_failed_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
         io.save_checkpoint(path, net, optimizers.SGD(), None, epoch=1, rng=rng, history=[])
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["ck.h5"]
+
+
+def test_save_flushes_the_folder_after_the_rename(tmp_path, monkeypatch):
+    # The rename is recorded in the folder; only an fsync of the folder
+    # itself makes it survive a power cut.
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file",
+                       os.path.exists(tmp_path / "m.h5")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    io.save(models.mlp(np.random.default_rng(15), (4,), in_features=3, num_classes=2),
+            tmp_path / "m.h5")
+    assert synced == [("file", False), ("folder", True)], synced
+
+
+def test_save_works_where_a_folder_cannot_be_opened(tmp_path, monkeypatch):
+    # Windows refuses os.open on a folder; the save must still succeed.
+    real_open = os.open
+
+    def no_folders(path, flags, *args, **kwargs):
+        if os.path.isdir(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_folders)
+    net = models.mlp(np.random.default_rng(16), (4,), in_features=3, num_classes=2)
+    io.save(net, tmp_path / "m.h5")
+    monkeypatch.undo()
+    assert_same_weights(net, io.load(tmp_path / "m.h5"))

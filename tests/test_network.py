@@ -343,6 +343,49 @@ def test_optimizer_state_dict_round_trip():
     assert opt.slots["v/layer/W"][0] != 99.0, "loaded state must not alias the original"
 
 
+class DtypeSpy(np.ndarray):
+    """An array that records the dtype of every array a NumPy ufunc makes
+    from it, so a test can see the temporaries, not only the final result
+    (an in-place ``p.data -= float64_temp`` casts back and hides them)."""
+
+    made = []
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        plain = [x.view(np.ndarray) if isinstance(x, DtypeSpy) else x for x in inputs]
+        if out is not None:
+            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, DtypeSpy) else o
+                                  for o in out)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        DtypeSpy.made.append((ufunc.__name__, result.dtype))
+        # Keep spying on whatever is computed from this temporary too.
+        return result.view(DtypeSpy) if isinstance(result, np.ndarray) else result
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.SGD(lr=0.1, weight_decay=0.01),
+    lambda: optimizers.Momentum(lr=0.1),
+    lambda: optimizers.Adam(lr=0.1),
+], ids=["SGD", "Momentum", "Adam"])
+# A NumPy float64 rate is what a schedule written with NumPy might set.
+@pytest.mark.parametrize("lr", [0.05, np.float64(0.05)], ids=["float", "np.float64"])
+def test_float32_updates_make_no_float64_temporaries(make, lr):
+    rng = np.random.default_rng(0)
+    w = Parameter(rng.standard_normal((3, 2)).astype(np.float32).view(DtypeSpy), "layer/W")
+    w.grad[...] = rng.standard_normal((3, 2))
+    opt = make()
+    opt.lr = lr
+    DtypeSpy.made.clear()
+    for _ in range(2):
+        opt.update([w])
+    upcast = sorted({name for name, dtype in DtypeSpy.made if dtype != np.float32})
+    assert not upcast, f"{type(opt).__name__} made non-float32 temporaries in {upcast}"
+    assert w.data.dtype == np.float32
+    assert all(s.dtype == np.float32 for s in opt.slots.values()), \
+        {k: s.dtype for k, s in opt.slots.items()}
+
+
 # ------------------------------------------------------------- schedules ----
 
 def test_piecewise_constant():

@@ -1,6 +1,7 @@
 """Smoke runs of the reproduction scripts (what CI runs of them)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,10 @@ def mnist_dir():
         return Path(env)
     if SHARED_MNIST.exists():
         return SHARED_MNIST.parent
+    if os.environ.get("CI"):
+        # In CI a skip would let the suite pass without running any script.
+        pytest.fail(f"CI is set but MNIST is missing (set ZERONET_DATA, or put it at "
+                    f"{SHARED_MNIST})")
     pytest.skip("MNIST not available (set ZERONET_DATA)")
 
 
@@ -47,11 +52,9 @@ def test_lenet_quick_trains_saves_reports_and_reloads(tmp_path):
 
     # The saved weights give the recorded test error on the same subset.
     net = zeronet.load(run_dir / "lenet5" / "lenet5.h5")
-    sys.path.insert(0, str(REPO / "reproduce"))
-    import lenet
     from zeronet import datasets
     mnist = datasets.load_mnist(data, download=False, progress=False)
-    x = lenet.prepare(mnist.x_test[:1000], 32)
+    x = mnist.x_test[:1000]    # raw uint8 28x28 digits: predict takes them as they come
     error = np.mean(net.predict_batched(x).argmax(axis=1) != mnist.y_test[:1000])
     assert error == pytest.approx(result["test_error"], abs=0)
 
@@ -75,4 +78,12 @@ def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
         pytest.skip("no shipped weights yet")
     out = run_lenet("--weights", str(weights), "--data-dir", str(data), "--out", str(tmp_path))
     recorded = zeronet.load(weights).metadata["test_error"]
-    assert f"test error {100 * recorded:.2f}%" in out
+    match = re.search(r"test error (\d+\.\d+)%", out)
+    assert match, f"no test error in the output:\n{out}"
+    # float32 BLAS kernels differ across CPUs (vector width, summation order),
+    # which can flip a digit that sits on a decision boundary: allow 2 of the
+    # 10,000 test digits. More than that is a real change.
+    measured = float(match.group(1)) / 100
+    assert abs(measured - recorded) <= 2 / 10_000 + 1e-9, (
+        f"test error {100 * measured:.2f}%, recorded {100 * recorded:.2f}%: "
+        f"{round(abs(measured - recorded) * 10_000)} digits apart")

@@ -4,7 +4,8 @@
 Same contract as :mod:`zeronet.reference` (read that first: it is the
 readable version). Every ``def`` here validates its arguments with the same
 checks as the reference, allocates the output in the input's dtype, then
-hands typed memoryviews to a ``cdef ... nogil`` loop.
+hands typed memoryviews to a ``cdef`` function whose loop releases the GIL
+(``prange(..., nogil=True)``), so other Python threads run meanwhile.
 
 Parallel loops (``prange``) only run over outputs that no other iteration
 writes: rows of ``col``, images of ``dx``, ``(n, c)`` planes of pooling. So the
@@ -17,7 +18,8 @@ from cython.parallel cimport prange
 from libc.math cimport INFINITY
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, pair,
-                               pool_grad_check, pool_output_size, shape4)
+                               pool_grad_check, pool_output_size, pool_window_check,
+                               shape4)
 
 cdef extern from *:
     """
@@ -42,11 +44,15 @@ def get_num_threads():
     return _num_threads
 
 
+MAX_THREADS = 256
+
+
 def set_num_threads(int n):
     """Use ``n`` threads in the compiled loops; results do not depend on it."""
     global _num_threads
-    if n < 1:
-        raise ValueError(f"number of threads must be >= 1, got {n}")
+    # Asking libgomp for thousands of threads can abort the whole process.
+    if n < 1 or n > MAX_THREADS:
+        raise ValueError(f"number of threads must be in [1, {MAX_THREADS}], got {n}")
     _num_threads = n if ZN_HAS_OPENMP else 1
 
 
@@ -76,38 +82,35 @@ cdef inline Py_ssize_t _end_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW, Py_s
 cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                   Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
-                  int num_threads) noexcept nogil:
-    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t K = col.shape[1]
-    cdef Py_ssize_t nh, n, oh, ow, c, ky, kx, ih, lo, hi
-    cdef floating* dst
-    cdef const floating* src
+                  int num_threads) noexcept:
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2]
+    cdef Py_ssize_t nh, n, oh, ow, c, ky, kx, ih, j, row0, lo, hi
     # One (image, output row) per iteration: it fills the OW rows of col
     # for that output row, which no other iteration touches (a block of
-    # OW*K values that stays in cache). The innermost loop runs along the
-    # output row, so it is OW long rather than KW long.
-    for nh in prange(x.shape[0] * OH, num_threads=num_threads, schedule='static'):
+    # OW*C*KH*KW values that stays in cache). The innermost loop runs along
+    # the output row, so it is OW long rather than KW long.
+    for nh in prange(x.shape[0] * OH, nogil=True, num_threads=num_threads,
+                  schedule='static'):
         n = nh // OH
         oh = nh % OH
+        row0 = nh * OW
         for c in range(C):
             for ky in range(KH):
                 ih = oh * SH - PH + ky
                 for kx in range(KW):
-                    # dst[ow * K] is col[nh * OW + ow, (c*KH + ky)*KW + kx]
-                    dst = &col[nh * OW, (c * KH + ky) * KW + kx]
+                    j = (c * KH + ky) * KW + kx
                     if ih < 0 or ih >= H:
-                        for ow in range(OW):
-                            dst[ow * K] = 0
-                        continue
-                    lo = _first_ow(kx, SW, PW, OW)
-                    hi = _end_ow(kx, SW, PW, W, OW, lo)
-                    src = &x[n, c, ih, 0]
+                        lo = OW
+                        hi = OW
+                    else:
+                        lo = _first_ow(kx, SW, PW, OW)
+                        hi = _end_ow(kx, SW, PW, x.shape[3], OW, lo)
                     for ow in range(lo):
-                        dst[ow * K] = 0
+                        col[row0 + ow, j] = 0
                     for ow in range(lo, hi):
-                        dst[ow * K] = src[ow * SW - PW + kx]
+                        col[row0 + ow, j] = x[n, c, ih, ow * SW - PW + kx]
                     for ow in range(hi, OW):
-                        dst[ow * K] = 0
+                        col[row0 + ow, j] = 0
 
 
 def im2col(x, kernel_size, stride=1, pad=0):
@@ -136,30 +139,27 @@ def im2col(x, kernel_size, stride=1, pad=0):
 cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                   Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
-                  int num_threads) noexcept nogil:
-    cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
-    cdef Py_ssize_t K = col.shape[1]
-    cdef Py_ssize_t n, oh, ow, c, ky, kx, ih, lo, hi
-    cdef const floating* src
-    cdef floating* dst
+                  int num_threads) noexcept:
+    cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2]
+    cdef Py_ssize_t n, oh, ow, c, ky, kx, ih, j, row0, lo, hi
     # Windows overlap inside one image, so the unit of work is a whole
     # image: dx[n] is summed by one thread, in a fixed order.
-    for n in prange(dx.shape[0], num_threads=num_threads, schedule='static'):
+    for n in prange(dx.shape[0], nogil=True, num_threads=num_threads,
+                  schedule='static'):
         dx[n, :, :, :] = 0
         for oh in range(OH):
+            row0 = (n * OH + oh) * OW
             for c in range(C):
                 for ky in range(KH):
                     ih = oh * SH - PH + ky
                     if ih < 0 or ih >= H:
                         continue
-                    dst = &dx[n, c, ih, 0]
                     for kx in range(KW):
+                        j = (c * KH + ky) * KW + kx
                         lo = _first_ow(kx, SW, PW, OW)
-                        hi = _end_ow(kx, SW, PW, W, OW, lo)
-                        # src[ow * K] is col[(n*OH + oh)*OW + ow, (c*KH + ky)*KW + kx]
-                        src = &col[(n * OH + oh) * OW, (c * KH + ky) * KW + kx]
+                        hi = _end_ow(kx, SW, PW, dx.shape[3], OW, lo)
                         for ow in range(lo, hi):
-                            dst[ow * SW - PW + kx] += src[ow * K]
+                            dx[n, c, ih, ow * SW - PW + kx] += col[row0 + ow, j]
 
 
 def col2im(col, x_shape, kernel_size, stride=1, pad=0):
@@ -191,13 +191,14 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0):
 cdef void _maxpool_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                            int[:, :, :, ::1] argmax,
                            Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
-                           Py_ssize_t PH, Py_ssize_t PW, int num_threads) noexcept nogil:
+                           Py_ssize_t PH, Py_ssize_t PW, int num_threads) noexcept:
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t nc, n, c, oh, ow, ky, kx, ih, iw, ih0, iw0
     cdef floating v, best
     cdef int best_at
-    for nc in prange(x.shape[0] * C, num_threads=num_threads, schedule='static'):
+    for nc in prange(x.shape[0] * C, nogil=True, num_threads=num_threads,
+                  schedule='static'):
         n = nc // C
         c = nc % C
         for oh in range(OH):
@@ -239,6 +240,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     sh, sw = pair(stride, "stride", 1)
     ph, pw = pair(pad, "pad", 0)
     n, c, h, w = x.shape
+    pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
     ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -253,7 +255,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
 cdef int _maxpool_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1] argmax,
                            floating[:, :, :, ::1] dx,
                            Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
-                           Py_ssize_t PH, Py_ssize_t PW, int num_threads) noexcept nogil:
+                           Py_ssize_t PH, Py_ssize_t PW, int num_threads) noexcept:
     """Returns the number of out-of-range argmax entries (which are skipped)."""
     cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef Py_ssize_t OH = dout.shape[2], OW = dout.shape[3]
@@ -261,7 +263,8 @@ cdef int _maxpool_backward(const floating[:, :, :, ::1] dout, const int[:, :, :,
     cdef int at, bad = 0
     # Overlapping windows may send gradient to the same element, but only
     # within one (n, c) plane, and each plane belongs to one thread.
-    for nc in prange(dx.shape[0] * C, num_threads=num_threads, schedule='static'):
+    for nc in prange(dx.shape[0] * C, nogil=True, num_threads=num_threads,
+                  schedule='static'):
         n = nc // C
         c = nc % C
         dx[n, c, :, :] = 0

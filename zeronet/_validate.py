@@ -59,6 +59,13 @@ def conv_output_size(size, kernel, stride, pad, axis):
     return span // stride + 1
 
 
+def pool_window_check(kh, kw):
+    """The argmax of a window is stored as int32: the window must fit."""
+    if kh * kw > np.iinfo(ARGMAX_DTYPE).max:
+        raise ValueError(f"a {kh}x{kw} pooling window has too many positions for an "
+                         f"int32 argmax")
+
+
 def pool_output_size(size, kernel, stride, pad, ceil_mode, axis):
     """Output length of a pooling window; ``ceil_mode`` lets the last window
     hang off the edge, but never start past the input (so every window holds

@@ -182,6 +182,26 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def _umask():
+    """The process's umask. os.umask is the only portable way to read it, and
+    it can only read it by setting it, so the old value is put straight back
+    (0o022 in between, the common default, in case another thread creates a
+    file at that moment)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _make_readable(path):
+    """Give ``path`` the permissions an ordinary new file gets: ``0o666`` less
+    the umask (rw-r--r-- usually). mkstemp creates files as ``0o600``, which
+    would hide a shared data folder's downloads from other users."""
+    try:
+        os.chmod(path, 0o666 & ~_umask())
+    except OSError:
+        pass  # some file systems (FAT, network shares) keep no such bits: harmless
+
+
 def _describe_failure(exc, timeout, tmp):
     """One short line saying why a download attempt failed (``tmp``: the temporary file)."""
     if isinstance(exc, urllib.error.HTTPError):
@@ -229,7 +249,11 @@ def download_file(urls, dest, verify, *, timeout=30.0, progress=True):
     name starts with ``.part-`` and ends with ``dest``'s name, so its suffix
     is the same), runs ``verify`` on it, and only then renames it to ``dest``
     with ``os.replace``, which is atomic: ``dest`` either does not exist or is
-    complete and checked. The temporary file is removed whatever happens.
+    complete and checked. The data is flushed to disk before the rename, so
+    a crash cannot leave ``dest`` in place but empty, and ``dest`` gets the
+    permissions of any new file (``0o666`` less the umask), not the private
+    ``0o600`` of a temporary one. The temporary file is removed whatever
+    happens.
 
     Parameters
     ----------
@@ -280,12 +304,17 @@ def download_file(urls, dest, verify, *, timeout=30.0, progress=True):
             try:
                 with os.fdopen(fd, "wb") as out:
                     _fetch(url, out, timeout=timeout, progress=progress, desc=dest.name)
+                    # Without this the rename below can reach the disk before
+                    # the data does, and a crash leaves an empty dest behind.
+                    out.flush()
+                    os.fsync(out.fileno())
                 verify(tmp)
             except (OSError, http.client.HTTPException, DatasetError) as exc:
                 # OSError covers refused connections, timeouts and HTTP errors
                 # (urllib's URLError is an OSError).
                 failures.append(f"  - {url}: {_describe_failure(exc, timeout, tmp)}")
                 continue
+            _make_readable(tmp)
             os.replace(tmp, dest)
             return dest
         finally:
@@ -555,15 +584,29 @@ def load_mnist(data_dir=None, download=True, *, mirrors=None, timeout=30.0, prog
             + f"{mirror.rstrip('/')}/{missing[0]}.gz, into that folder, or set "
               f"${DATA_DIR_ENV} to a folder that has mnist/ in it.")
 
-    arrays = {key: read_idx(paths[key], shape=spec.shape, sha256=spec.sha256)
-              for key, spec in MNIST_FILES.items()}
-    # The checksums already pin the content down; this guards against a
-    # checksum table edited by hand, and documents what labels look like.
-    for key in ("y_train", "y_test"):
-        if arrays[key].size and arrays[key].max() >= len(MNIST_CLASSES):
-            raise DatasetError(f"{paths[key]}: labels must be 0..9, found "
-                               f"{int(arrays[key].max())}")
+    arrays = {}
+    for key, spec in MNIST_FILES.items():
+        try:
+            arrays[key] = read_idx(paths[key], shape=spec.shape, sha256=spec.sha256)
+            # The checksums already pin the content down; this guards against a
+            # checksum table edited by hand, and documents what labels look like.
+            if key.startswith("y_") and arrays[key].size \
+                    and arrays[key].max() >= len(MNIST_CLASSES):
+                raise DatasetError(f"{paths[key]}: labels must be 0..9, found "
+                                   f"{int(arrays[key].max())}")
+        except DatasetError as exc:
+            # A file already on disk is never downloaded again (see
+            # download_mnist), so say how to get rid of a bad one.
+            raise DatasetError(f"{exc}\n{_redownload_hint(paths[key], download)}") from None
     return Dataset(name="mnist", classes=MNIST_CLASSES, **arrays)
+
+
+def _redownload_hint(path, download):
+    """What to do about a local file that failed its checks."""
+    if download:
+        return f"Delete {path} and the next load_mnist() downloads it again."
+    return (f"Delete {path} and load with download=True to download it again, "
+            "or replace it with a good copy.")
 
 
 # --------------------------------------------------------------------------

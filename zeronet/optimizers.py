@@ -3,15 +3,31 @@
 An optimizer updates each :class:`~zeronet.layers.Parameter`'s ``data`` in
 place from its ``grad``; its per-parameter state is keyed by the parameter's
 qualified name, so it can be saved to and restored from a checkpoint.
+
+Every update stays in the parameter's dtype: the scalars that multiply arrays
+are Python floats, because under NumPy 2 a NumPy float64 scalar times a
+float32 array gives a float64 array (NEP 50), an upcast and a copy per step.
 """
+import math
+
 import numpy as np
 
 
 class Optimizer:
     def __init__(self, lr):
-        self.lr = float(lr)
+        self.lr = lr
         self.slots = {}        # "slot/param-name" -> array, e.g. "v/conv1/W"
         self.t = 0             # number of updates so far
+
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        # A schedule may hand over a NumPy scalar; a Python float keeps every
+        # update in the parameters' dtype (see the module docstring).
+        self._lr = float(value)
 
     def slot(self, kind, param):
         key = f"{kind}/{param.name}"
@@ -84,7 +100,8 @@ class Adam(Optimizer):
     def update(self, params):
         self.check_names(params)
         self.t += 1
-        self.lr_t = self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        # math.sqrt, not np.sqrt: a Python float, so lr_t * m stays in m's dtype.
+        self.lr_t = self.lr * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
         for p in params:
             self.update_one(p)
 

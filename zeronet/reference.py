@@ -15,7 +15,7 @@ Layouts (the book's, ch. 7.4):
 import numpy as np
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, pair,
-                               pool_grad_check, pool_output_size, shape4)
+                               pool_grad_check, pool_output_size, pool_window_check, shape4)
 
 
 def im2col(x, kernel_size, stride=1, pad=0):
@@ -69,6 +69,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     float_array(x, "x", 4)
     (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
     n, c, h, w = x.shape
+    pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
     ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
     # In ceil mode the last window may need more -inf beyond the usual pad.
