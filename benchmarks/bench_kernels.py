@@ -207,10 +207,13 @@ def main():
         return
 
     def measure(kind, repeat, **env):
+        # zeronet's matrix products run in OpenBLAS: give it the same thread
+        # count as the kernels and PyTorch, or --threads 1 would not mean 1.
+        threads = str(args.threads)
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads, **env)
         out = subprocess.run([sys.executable, __file__, "--measure", kind, "--repeat",
-                              str(repeat), "--threads", str(args.threads)],
-                             env=dict(os.environ, **env), check=True, capture_output=True,
-                             text=True).stdout
+                              str(repeat), "--threads", threads],
+                             env=env, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     import zeronet
