@@ -53,13 +53,15 @@ def base_parser(description):
 def new_run_dir(out, name):
     """A fresh folder ``<out>/<name>-<timestamp>``."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(out) / f"{name}-{stamp}"
-    suffix = 1
-    while path.exists():
-        path = Path(out) / f"{name}-{stamp}-{suffix}"
-        suffix += 1
-    path.mkdir(parents=True)
-    return path
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for suffix in range(1000):
+        path = Path(out) / (f"{name}-{stamp}" + (f"-{suffix}" if suffix else ""))
+        try:
+            path.mkdir()        # atomic: two runs started in the same second get two folders
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run folder for {name} in {out}")
 
 
 def find_resume_dir(out, name, resume):

@@ -87,3 +87,15 @@ def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
     assert abs(measured - recorded) <= 2 / 10_000 + 1e-9, (
         f"test error {100 * measured:.2f}%, recorded {100 * recorded:.2f}%: "
         f"{round(abs(measured - recorded) * 10_000)} digits apart")
+
+
+def test_run_folders_started_in_the_same_second_do_not_collide(tmp_path, monkeypatch):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("common", REPO / "reproduce" / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    # Freeze the clock: every call sees the same second.
+    frozen = common.datetime.datetime(2026, 1, 2, 3, 4, 5)
+    monkeypatch.setattr(common.datetime, "datetime", type("D", (), {"now": staticmethod(lambda: frozen)}))
+    folders = {common.new_run_dir(tmp_path, "lenet-lenet5") for _ in range(3)}
+    assert len(folders) == 3 and all(f.is_dir() for f in folders)
