@@ -191,7 +191,7 @@ def make_figures(name, network, history, images, labels, x, row_dir):
                         f"{ROWS[name].label}: learned C1 filters")
 
 
-def report(results, run_dir, args, elapsed=None):
+def report(results, run_dir, args):
     """Print the paper-vs-this-run table and write report.md / report.json."""
     rows = []
     for name, row in ROWS.items():
@@ -205,13 +205,16 @@ def report(results, run_dir, args, elapsed=None):
         ["model", "paper test error", "this run", "difference (points)", "parameters",
          "passes", "s/pass"], rows)
     env = common.environment()
+    # Summed from the recorded passes, so a resumed run counts all of them.
+    train_minutes = sum(r["seconds_per_epoch"] * r["epochs"] for r in results.values()) / 60
     text = (f"# LeNet on MNIST: paper vs this run\n\nPaper: {PAPER}.\n\n{table}\n\n"
             f"{'Validation split (tuning run)' if args.val else 'Test set'}: "
             f"{next(iter(results.values()))['test_size']:,} images"
             f"{' (QUICK smoke run on a subset: not comparable)' if args.quick else ''}. "
             f"Machine: {env['cpu']}, {env['cores']} cores, zeronet {env['zeronet']} "
-            f"({env['backend']}, {env['threads']} threads)"
-            f"{f', {elapsed / 60:.1f} min in all' if elapsed else ''}.\n\n"
+            f"({env['backend']} kernels); {train_minutes:.1f} min of training in all. "
+            f"s/pass is the wall-clock time of one training pass as measured in this run, "
+            f"whatever else the machine was doing (see environment.json).\n\n"
             f"Where this run departs from the paper:\n\n{DEPARTURES}")
     (run_dir / "report.md").write_text(text)
     common.write_json(run_dir / "report.json", {"paper": PAPER, "results": results,
@@ -276,7 +279,7 @@ def main(argv=None):
         "background": BACKGROUND, "ink": INK})
     common.write_json(run_dir / "environment.json", common.environment())
     data = load_data(args)
-    results, began = {}, time.perf_counter()
+    results = {}
     for name in names:
         done = run_dir / name / "result.json"
         epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
@@ -284,7 +287,7 @@ def main(argv=None):
             results[name] = json.loads(done.read_text())   # finished before the interruption
             continue
         results[name] = train_row(name, args, data, run_dir, resume)
-    report(results, run_dir, args, time.perf_counter() - began)
+    report(results, run_dir, args)
 
 
 if __name__ == "__main__":
