@@ -143,11 +143,16 @@ def load_data(args):
     return x_train, y_train, x_test, y_test
 
 
+def resolved_epochs(args):
+    """Passes to train: --epochs, else the quick run's or the paper's 20."""
+    return args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
+
+
 def train_row(name, args, data, run_dir, resume):
     """Train one row; returns its result dict (also written beside the weights)."""
     row = ROWS[name]
     x_train, y_train, x_test, y_test = data
-    epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
+    epochs = resolved_epochs(args)
     rng = np.random.default_rng(args.seed)
     network = row.build(rng, args.activation)
     base_lr = args.lr if args.lr is not None else row.lr
@@ -281,7 +286,7 @@ def main(argv=None):
     print(f"run folder: {run_dir}  (zeronet {zeronet.__version__}, {zeronet.backend()} kernels)")
     common.write_json(run_dir / "config.json", {
         **vars(args), "models": names,
-        "epochs_resolved": args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS),
+        "epochs_resolved": resolved_epochs(args),
         "lr_boundaries": LR_BOUNDARIES, "lr_ratios": LR_RATIOS, "momentum": MOMENTUM,
         "background": BACKGROUND, "ink": INK})
     common.write_json(run_dir / "environment.json", common.environment())
@@ -289,10 +294,11 @@ def main(argv=None):
     results = {}
     for name in names:
         done = run_dir / name / "result.json"
-        epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
-        if resume and done.exists() and json.loads(done.read_text())["epochs"] >= epochs:
-            results[name] = json.loads(done.read_text())   # finished before the interruption
-            continue
+        if resume and done.exists():
+            finished = json.loads(done.read_text())
+            if finished["epochs"] >= resolved_epochs(args):   # done before the interruption
+                results[name] = finished
+                continue
         results[name] = train_row(name, args, data, run_dir, resume)
     report(results, run_dir, args)
 

@@ -26,6 +26,11 @@ def pair(value, name, minimum):
     return int(a), int(b)
 
 
+def window_args(kernel_size, stride, pad):
+    """``((KH, KW), (SH, SW), (PH, PW))`` from ints or pairs, checked."""
+    return pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+
+
 def float_array(x, name, ndim):
     """Check that ``x`` is a C-contiguous float32/float64 array of ``ndim`` dims."""
     if not isinstance(x, np.ndarray):

@@ -80,6 +80,12 @@ def _check_dtype(x, dtype, layer):
                         f"{x.dtype} input; cast one of them (x.astype(...))")
 
 
+def _generator(rng):
+    """The generator to draw from: the one given, else a fixed-seed one (a
+    network rebuilt from a file overwrites these draws when it loads)."""
+    return rng if rng is not None else np.random.default_rng(0)
+
+
 def _check_ndim(x, ndim, layer, what="(N, C, H, W)"):
     if x.ndim != ndim:
         raise ValueError(f"{type(layer).__name__} expects input of shape {what}, got {x.shape}")
@@ -174,7 +180,7 @@ class Convolution(Layer):
             mask = np.broadcast_to(table[:, :, None, None], shape).copy()
         self.table = table
         fan_in = mask.sum(axis=(1, 2, 3), keepdims=True) if mask is not None else shape[1] * kh * kw
-        rng = rng if rng is not None else np.random.default_rng(0)
+        rng = _generator(rng)
         W = initializers.get(weight_init)(shape, fan_in, out_channels * kh * kw, rng, self.dtype)
         if mask is not None:
             W *= mask
@@ -343,7 +349,7 @@ class Subsampling(Layer):
         self.kernel_size = pair(kernel_size, "kernel_size", 1)
         self.dtype = np.dtype(dtype)
         fan_in = self.kernel_size[0] * self.kernel_size[1]
-        rng = rng if rng is not None else np.random.default_rng(0)
+        rng = _generator(rng)
         coeff = initializers.get(weight_init)((channels,), fan_in, 1, rng, self.dtype)
         self.params = {"coeff": Parameter(coeff, "coeff"),
                        "b": Parameter(np.zeros(channels, dtype=self.dtype), "b", decay=False)}
@@ -379,7 +385,7 @@ class Affine(Layer):
                  weight_init="He", bias_init=0.0):
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.dtype = np.dtype(dtype)
-        rng = rng if rng is not None else np.random.default_rng(0)
+        rng = _generator(rng)
         W = initializers.get(weight_init)((in_features, out_features), in_features,
                                           out_features, rng, self.dtype)
         b = initializers.get(bias_init)((out_features,), in_features, out_features, rng, self.dtype)
@@ -531,7 +537,7 @@ class Dropout(Layer):
         if not 0 <= ratio < 1:
             raise ValueError(f"dropout ratio must be in [0, 1), got {ratio}")
         self.ratio = float(ratio)
-        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.rng = _generator(rng)
 
     def config(self):
         return {"ratio": self.ratio}

@@ -14,8 +14,8 @@ Layouts (the book's, ch. 7.4):
 """
 import numpy as np
 
-from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, pair,
-                               pool_grad_check, pool_output_size, pool_window_check, shape4)
+from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, pool_grad_check,
+                               pool_output_size, pool_window_check, shape4, window_args)
 
 
 def im2col(x, kernel_size, stride=1, pad=0):
@@ -24,7 +24,7 @@ def im2col(x, kernel_size, stride=1, pad=0):
     Shapes: x ``(N, C, H, W)`` -> col ``(N*OH*OW, C*KH*KW)``, zero padding.
     """
     float_array(x, "x", 4)
-    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     n, c, h, w = x.shape
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
@@ -45,7 +45,7 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0):
     """
     float_array(col, "col", 2)
     n, c, h, w = shape4(x_shape, "x_shape")
-    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
     if col.shape != (n * oh * ow, c * kh * kw):
@@ -67,7 +67,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     go to the first maximum in row-major order (as ``numpy.argmax``).
     """
     float_array(x, "x", 4)
-    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     n, c, h, w = x.shape
     pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
@@ -90,7 +90,7 @@ def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
     Shapes: dout, argmax ``(N, C, OH, OW)`` -> dx ``x_shape = (N, C, H, W)``.
     Overlapping windows accumulate; a winner in the padding is dropped.
     """
-    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     n, c, h, w = pool_grad_check(dout, argmax, x_shape, kh, kw, sh, sw, ph, pw)
     if argmax.size and (argmax.min() < 0 or argmax.max() >= kh * kw):
         raise ValueError(f"argmax values must lie in [0, {kh * kw}) for a {kh}x{kw} window")
