@@ -28,7 +28,7 @@ import zeronet
 REPO = Path(__file__).resolve().parent.parent
 
 
-def base_parser(description):
+def base_parser(description, threads_default):
     """The flags every reproduction script shares."""
     ap = argparse.ArgumentParser(description=description,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -47,7 +47,15 @@ def base_parser(description):
     ap.add_argument("--weights", default=None, metavar="FILE.h5",
                     help="skip training: evaluate these HDF5 weights on the test set")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--threads", type=int, default=threads_default,
+                    help="threads for zeronet's kernels and for BLAS")
     return ap
+
+
+def set_threads(n):
+    """Use ``n`` threads in zeronet's compiled loops and in BLAS."""
+    zeronet.kernels.set_num_threads(n)
+    zeronet.kernels.set_blas_threads(n)
 
 
 def new_run_dir(out, name):
@@ -121,6 +129,7 @@ def environment():
     return {
         "zeronet": zeronet.__version__, "backend": zeronet.backend(),
         "openmp": bool(zeronet.kernels.HAS_OPENMP), "threads": zeronet.kernels.get_num_threads(),
+        "blas_threads": zeronet.kernels.get_blas_threads(),
         "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
         "h5py": h5py.__version__, "cpu": cpu_name(), "cores": os.cpu_count(),
         "platform": platform.platform(), "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -193,6 +193,23 @@ def test_col2im_matches_naive(impl, dtype, x_shape, kernel, stride, pad):
 
 @dtypes
 @conv_cases
+def test_out_buffers_are_filled_completely(impl, dtype, x_shape, kernel, stride, pad):
+    # A reused buffer holds the previous call's values (here NaN): every
+    # element must be overwritten, padding zeros included.
+    rng = np.random.default_rng(4)
+    x = make_input(x_shape, dtype, rng)
+    col_buffer = np.full(impl.im2col(x, kernel, stride, pad).shape, np.nan, dtype=dtype)
+    col = impl.im2col(x, kernel, stride, pad, out=col_buffer)
+    assert col is col_buffer
+    assert_same(col, naive.im2col(x, kernel, stride, pad), "im2col into out")
+    dx_buffer = np.full(x_shape, np.nan, dtype=dtype)
+    dx = impl.col2im(col, x_shape, kernel, stride, pad, out=dx_buffer)
+    assert dx is dx_buffer
+    assert_close(dx, naive.col2im(col, x_shape, kernel, stride, pad), "col2im into out")
+
+
+@dtypes
+@conv_cases
 def test_col2im_is_adjoint_of_im2col(impl, dtype, x_shape, kernel, stride, pad):
     # <im2col(x), c> == <x, col2im(c)>: the identity that makes col2im the
     # correct backward pass of im2col, whatever the layout.
@@ -431,9 +448,13 @@ def test_all_minus_inf_window(impl, dtype, pad):
 
 @pytest.fixture
 def restore_threads(core):
-    before = core.get_num_threads()
+    # Small arrays normally run on one thread; these tests need every loop
+    # split between threads.
+    before, min_work = core.get_num_threads(), core.get_min_parallel_work()
+    core.set_min_parallel_work(0)
     yield core
     core.set_num_threads(before)
+    core.set_min_parallel_work(min_work)
 
 
 # Wide kernel and pad: many windows cross the left and right edges, where
@@ -521,7 +542,21 @@ BAD_CALLS = [
                  id="im2col-float-kernel"),
     pytest.param(lambda k: k.im2col(X, (2, 2, 2)), TypeError, "kernel_size must be an int",
                  id="im2col-kernel-triple"),
+    pytest.param(lambda k: k.im2col(X, 2, out=COL.astype(np.float64)), TypeError,
+                 "out must be float32", id="im2col-out-dtype"),
+    pytest.param(lambda k: k.im2col(X, 2, out=COL[:-1]), ValueError, "out must have shape",
+                 id="im2col-out-shape"),
+    pytest.param(lambda k: k.im2col(X, 2, out=COL.tolist()), TypeError, "out must be a numpy",
+                 id="im2col-out-list"),
+    pytest.param(lambda k: k.im2col(X, 2, out=np.asfortranarray(COL)), ValueError,
+                 "C-contiguous and writeable", id="im2col-out-fortran"),
+    pytest.param(lambda k: k.im2col(X, 2, out=np.broadcast_to(COL[:1], COL.shape)), ValueError,
+                 "C-contiguous and writeable", id="im2col-out-read-only"),
     # col2im
+    pytest.param(lambda k: k.col2im(COL, X.shape, 2, out=np.zeros(X.shape, np.float64)),
+                 TypeError, "out must be float32", id="col2im-out-dtype"),
+    pytest.param(lambda k: k.col2im(COL, X.shape, 2, out=np.zeros((1, 2, 4, 3), np.float32)),
+                 ValueError, "out must have shape", id="col2im-out-shape"),
     pytest.param(lambda k: k.col2im(COL.tolist(), X.shape, 2), TypeError, "numpy.ndarray",
                  id="col2im-list"),
     pytest.param(lambda k: k.col2im(COL.astype(np.int32), X.shape, 2), TypeError,
@@ -586,3 +621,15 @@ BAD_CALLS = [
 def test_bad_input_raises(impl, call, error, match):
     with pytest.raises(error, match=match):
         call(impl)
+
+
+def test_out_overlapping_the_input_is_refused(impl):
+    # Writing col while reading x from the same memory would read values
+    # already overwritten.
+    memory = np.zeros(2 * 4 * 4 + 2 * 4 * 4, dtype=np.float32)
+    x = memory[:32].reshape(1, 2, 4, 4)
+    col = memory[16:48].reshape(16, 2)
+    with pytest.raises(ValueError, match="must not overlap"):
+        impl.im2col(x, 1, out=col)
+    with pytest.raises(ValueError, match="must not overlap"):
+        impl.col2im(col, (1, 2, 4, 4), 1, out=x)

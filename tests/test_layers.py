@@ -195,6 +195,8 @@ def test_max_pooling_padding_never_wins():
     (2, 2, 0, (2, 3, 6, 6)),
     (3, 2, 1, (2, 2, 7, 6)),
     ((2, 3), (1, 2), (1, 0), (1, 2, 5, 7)),
+    ((2, 3), (2, 3), 1, (1, 2, 5, 8)),        # tiling windows, a leftover row and column
+    (1, 1, 0, (1, 2, 3, 4)),
 ])
 def test_avg_pooling_gradients(kernel, stride, pad, shape):
     rng = np.random.default_rng(30)

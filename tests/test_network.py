@@ -364,10 +364,52 @@ class DtypeSpy(np.ndarray):
 
 
 @pytest.mark.parametrize("make", [
+    lambda: optimizers.SGD(lr=0.5, average=0.75),
+    lambda: optimizers.Momentum(lr=0.5, weight_decay=0.0, average=0.75),
+    lambda: optimizers.Adam(lr=0.5, average=0.75),
+], ids=["SGD", "Momentum", "Adam"])
+def test_weight_average_by_hand(make):
+    # a_1 = w_1 (the weights after the first update); a_k = a + 0.25 (w_k - a).
+    w, b = two_parameters([0.5, -1.0], [2.0], [1.0, 3.0], [4.0])
+    opt = make()
+    history, average = [], None
+    for step in range(3):
+        w.grad[...], b.grad[...] = [0.5 - step, -1.0], [2.0 + step]
+        opt.update([w, b])
+        history.append(w.data.copy())
+        average = w.data.copy() if average is None else average + 0.25 * (w.data - average)
+    assert_exact(opt.slots["avg/layer/W"], average, "average of W")
+    trained = w.data.copy()
+    with opt.averaged([w, b]):
+        assert_exact(w.data, average, "W inside averaged()")
+    assert np.array_equal(w.data, trained), "averaged() must give the trained weights back"
+    opt.apply_average([w, b])
+    assert_exact(w.data, average, "W after apply_average()")
+
+
+def test_weight_average_off_changes_nothing():
+    w, b = two_parameters([0.5, -1.0], [2.0], [1.0, 3.0], [4.0])
+    opt = optimizers.SGD(lr=0.1)
+    opt.update([w, b])
+    before = w.data.copy()
+    with opt.averaged([w, b]):
+        assert np.array_equal(w.data, before)
+    opt.apply_average([w, b])
+    assert np.array_equal(w.data, before) and not any(k.startswith("avg/") for k in opt.slots)
+
+
+@pytest.mark.parametrize("average", [0.0, 1.0, -0.5])
+def test_weight_average_outside_0_1_raises(average):
+    with pytest.raises(ValueError, match=r"average must be in \(0, 1\)"):
+        optimizers.Momentum(average=average)
+
+
+@pytest.mark.parametrize("make", [
     lambda: optimizers.SGD(lr=0.1, weight_decay=0.01),
     lambda: optimizers.Momentum(lr=0.1),
     lambda: optimizers.Adam(lr=0.1),
-], ids=["SGD", "Momentum", "Adam"])
+    lambda: optimizers.Momentum(lr=0.1, average=0.999),
+], ids=["SGD", "Momentum", "Adam", "Momentum-averaged"])
 # A NumPy float64 rate is what a schedule written with NumPy might set.
 @pytest.mark.parametrize("lr", [0.05, np.float64(0.05)], ids=["float", "np.float64"])
 def test_float32_updates_make_no_float64_temporaries(make, lr):

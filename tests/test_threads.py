@@ -18,9 +18,13 @@ pytestmark = pytest.mark.skipif(zeronet.backend() != "compiled",
 
 @pytest.fixture
 def restore_threads():
-    before = kernels.get_num_threads()
+    # Small arrays normally run on one thread; here every loop must be split.
+    core = kernels._core
+    before, min_work = kernels.get_num_threads(), core.get_min_parallel_work()
+    core.set_min_parallel_work(0)
     yield
     kernels.set_num_threads(before)
+    core.set_min_parallel_work(min_work)
     assert kernels.get_num_threads() == before
 
 

@@ -96,6 +96,9 @@ def setup(kind):
         net = models.mlp(rng, (12,), in_features=6, num_classes=3)
         optimizer = optimizers.SGD(lr=0.1, weight_decay=0.001)
         augment = add_noise
+    elif kind == "averaged":
+        net = models.mlp(rng, (12,), in_features=6, num_classes=3)
+        optimizer = optimizers.Momentum(lr=0.05, average=0.9)
     elif kind == "plateau":
         net = models.mlp(rng, (12,), in_features=6, num_classes=3)
         optimizer = optimizers.Momentum(lr=0.1)
@@ -122,7 +125,8 @@ def train(kind, checkpoint, epochs, resume=False):
     return trainer
 
 
-@pytest.mark.parametrize("kind", ["momentum", "dropout", "augment", "plateau", "conv_everything"])
+@pytest.mark.parametrize("kind", ["momentum", "dropout", "augment", "plateau", "conv_everything",
+                                  "averaged"])
 def test_resume_after_interrupt_equals_uninterrupted(kind, tmp_path):
     full = train(kind, tmp_path / "full.h5", epochs=4)
     train(kind, tmp_path / "part.h5", epochs=2)                   # "interrupted" after 2
@@ -145,6 +149,18 @@ def test_resume_after_interrupt_equals_uninterrupted(kind, tmp_path):
         assert g.bit_generator.state == resumed.network.generators()[key].bit_generator.state
     if full.schedule is not None:
         assert full.schedule.state_dict() == resumed.schedule.state_dict()
+
+
+def test_averaged_training_evaluates_and_ends_with_the_average():
+    trainer = train("averaged", None, epochs=3)
+    record = trainer.history[-1]
+    assert {"val_error", "val_error_raw", "val_loss", "val_loss_raw"} <= set(record)
+    x, t = blobs(13, n=50)
+    # fit() leaves the averaged weights in the network: its error now is
+    # the recorded averaged one, not the raw one.
+    assert trainer.evaluate(x, t) == (record["val_loss"], record["val_error"])
+    for p in trainer.network.parameters():
+        assert np.array_equal(p.data, trainer.optimizer.slots[f"avg/{p.name}"]), p.name
 
 
 def test_reduce_on_plateau_state_survives_resume(tmp_path):

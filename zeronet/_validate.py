@@ -44,6 +44,25 @@ def float_array(x, name, ndim):
     return x
 
 
+def output_array(out, shape, dtype, name, reads):
+    """Return ``out`` if given and usable as the result (an array of exactly
+    ``shape`` and ``dtype``, C-contiguous, writeable, sharing no memory with
+    the array ``reads`` that is read while it is written), else a new array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must be {np.dtype(dtype)} like the input, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be C-contiguous and writeable")
+    if np.may_share_memory(out, reads):
+        raise ValueError(f"{name} must not overlap the input it is computed from")
+    return out
+
+
 def shape4(shape, name):
     """Check an ``(N, C, H, W)`` shape tuple of positive ints."""
     try:

@@ -51,3 +51,25 @@ def set_num_threads(n):
     """Set the kernels' thread count; results are identical for any count."""
     if USING_CORE:
         _core.set_num_threads(n)
+
+
+def get_blas_threads():
+    """Threads of the BLAS library behind NumPy's matrix products (None if
+    threadpoolctl finds none)."""
+    from threadpoolctl import threadpool_info
+    counts = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    return counts[0] if counts else None
+
+
+def set_blas_threads(n):
+    """Limit the BLAS library behind NumPy's matrix products to ``n`` threads.
+
+    Small networks lose time when BLAS splits their small products between
+    threads (LeNet-5 at batch 16: 5.7 ms per step with 2 BLAS threads, 4.2 ms
+    with 1, on a 2-core machine). Unlike the compiled kernels, BLAS may round
+    differently with a different thread count.
+    """
+    from threadpoolctl import threadpool_limits
+    if n < 1:
+        raise ValueError(f"number of BLAS threads must be >= 1, got {n}")
+    threadpool_limits(limits=int(n), user_api="blas")

@@ -8,16 +8,26 @@ Every update stays in the parameter's dtype: the scalars that multiply arrays
 are Python floats, because under NumPy 2 a NumPy float64 scalar times a
 float32 array gives a float64 array (NEP 50), an upcast and a copy per step.
 """
+import contextlib
 import math
 
 import numpy as np
 
 
 class Optimizer:
-    def __init__(self, lr):
+    """Base class. ``average``, if given (e.g. 0.999), also keeps an
+    exponential moving average of every parameter over the updates
+    (Polyak averaging): ``a <- a + (1 - average) (w - a)`` after each step.
+    :meth:`averaged` swaps it in, for evaluation and for the final weights.
+    """
+
+    def __init__(self, lr, average=None):
         self.lr = lr
         self.slots = {}        # "slot/param-name" -> array, e.g. "v/conv1/W"
         self.t = 0             # number of updates so far
+        if average is not None and not 0 < average < 1:
+            raise ValueError(f"average must be in (0, 1), got {average}")
+        self.average = None if average is None else float(average)
 
     @property
     def lr(self):
@@ -40,6 +50,43 @@ class Optimizer:
         self.t += 1
         for p in params:
             self.update_one(p)
+        self.update_average(params)
+
+    def update_average(self, params):
+        if self.average is None:
+            return
+        for p in params:
+            key = f"avg/{p.name}"
+            if key not in self.slots:        # starts at the first updated weights
+                self.slots[key] = p.data.copy()
+            else:
+                avg = self.slots[key]
+                avg += (1 - self.average) * (p.data - avg)
+
+    def apply_average(self, params):
+        """Put the averaged values into the parameters for good (no-op
+        without averaging)."""
+        if self.average is not None:
+            for p in params:
+                if f"avg/{p.name}" in self.slots:
+                    p.data[...] = self.slots[f"avg/{p.name}"]
+
+    @contextlib.contextmanager
+    def averaged(self, params):
+        """Inside the block, the parameters hold their averages (if any);
+        their own values come back afterwards."""
+        keys = [f"avg/{p.name}" for p in params]
+        if self.average is None or not all(k in self.slots for k in keys):
+            yield
+            return
+        saved = [p.data.copy() for p in params]
+        try:
+            for p, key in zip(params, keys):
+                p.data[...] = self.slots[key]
+            yield
+        finally:
+            for p, value in zip(params, saved):
+                p.data[...] = value
 
     def check_names(self, params):
         # State is keyed by name: two parameters called "W" would share it.
@@ -58,8 +105,8 @@ class Optimizer:
 class SGD(Optimizer):
     """``w <- w - lr * (dL/dw + weight_decay * w)`` (book §6.1.2)."""
 
-    def __init__(self, lr=0.01, weight_decay=0.0):
-        super().__init__(lr)
+    def __init__(self, lr=0.01, weight_decay=0.0, average=None):
+        super().__init__(lr, average)
         self.weight_decay = float(weight_decay)
 
     def update_one(self, p):
@@ -76,8 +123,8 @@ class Momentum(Optimizer):
     decayed (``Parameter.decay``).
     """
 
-    def __init__(self, lr=0.01, momentum=0.9, weight_decay=0.0005):
-        super().__init__(lr)
+    def __init__(self, lr=0.01, momentum=0.9, weight_decay=0.0005, average=None):
+        super().__init__(lr, average)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
 
     def update_one(self, p):
@@ -93,8 +140,8 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba 2015), in the book's form (§6.1.6): bias correction
     folded into the step size."""
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(lr)
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, average=None):
+        super().__init__(lr, average)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def update(self, params):
@@ -104,6 +151,7 @@ class Adam(Optimizer):
         self.lr_t = self.lr * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
         for p in params:
             self.update_one(p)
+        self.update_average(params)
 
     def update_one(self, p):
         m, v = self.slot("m", p), self.slot("v", p)

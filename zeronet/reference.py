@@ -14,20 +14,23 @@ Layouts (the book's, ch. 7.4):
 """
 import numpy as np
 
-from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, pool_grad_check,
-                               pool_output_size, pool_window_check, shape4, window_args)
+from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, output_array,
+                               pool_grad_check, pool_output_size, pool_window_check, shape4,
+                               window_args)
 
 
-def im2col(x, kernel_size, stride=1, pad=0):
+def im2col(x, kernel_size, stride=1, pad=0, out=None):
     """Unfold every convolution window of ``x`` into one row.
 
     Shapes: x ``(N, C, H, W)`` -> col ``(N*OH*OW, C*KH*KW)``, zero padding.
+    ``out``, if given, is filled and returned instead of a new array.
     """
     float_array(x, "x", 4)
     (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     n, c, h, w = x.shape
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
+    result = output_array(out, (n * oh * ow, c * kh * kw), x.dtype, "out", x)
     img = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)])
     col = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
     # One strided slice per kernel offset: each (ky, kx) sees a shifted,
@@ -35,13 +38,15 @@ def im2col(x, kernel_size, stride=1, pad=0):
     for ky in range(kh):
         for kx in range(kw):
             col[:, :, ky, kx] = img[:, :, ky:ky + sh * oh:sh, kx:kx + sw * ow:sw]
-    return np.ascontiguousarray(col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * kh * kw))
+    result.reshape(n, oh, ow, c, kh, kw)[...] = col.transpose(0, 4, 5, 1, 2, 3)
+    return result
 
 
-def col2im(col, x_shape, kernel_size, stride=1, pad=0):
+def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
     """Adjoint of :func:`im2col`: fold rows back, summing overlapping windows.
 
     Shapes: col ``(N*OH*OW, C*KH*KW)`` -> dx ``x_shape = (N, C, H, W)``.
+    ``out``, if given, is filled and returned instead of a new array.
     """
     float_array(col, "col", 2)
     n, c, h, w = shape4(x_shape, "x_shape")
@@ -51,12 +56,14 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0):
     if col.shape != (n * oh * ow, c * kh * kw):
         raise ValueError(f"col must have shape {(n * oh * ow, c * kh * kw)} for x_shape "
                          f"{x_shape}, got {col.shape}")
+    result = output_array(out, (n, c, h, w), col.dtype, "out", col)
     col6 = col.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
     img = np.zeros((n, c, h + 2 * ph + sh - 1, w + 2 * pw + sw - 1), dtype=col.dtype)
     for ky in range(kh):
         for kx in range(kw):
             img[:, :, ky:ky + sh * oh:sh, kx:kx + sw * ow:sw] += col6[:, :, ky, kx]
-    return np.ascontiguousarray(img[:, :, ph:ph + h, pw:pw + w])
+    result[...] = img[:, :, ph:ph + h, pw:pw + w]
+    return result
 
 
 def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):

@@ -31,6 +31,10 @@ class Trainer:
         Show a tqdm progress bar with ETA.
     on_epoch_end : callable ``(history)``, optional
         Called after every epoch (and its checkpoint) with the history so far.
+
+    If the optimizer averages the weights (``average=``), every evaluation
+    uses the averaged weights (the trained ones are recorded as
+    ``*_error_raw``), and ``fit`` ends with the averages in the network.
     """
 
     def __init__(self, network, optimizer, *, epochs, batch_size, rng, schedule=None,
@@ -62,12 +66,17 @@ class Trainer:
                                                     self.optimizer, self.schedule, self.rng)
             start = last + 1
             self.log(f"resumed from {self.checkpoint} after epoch {last + 1}")
+        sets = {**({"val": (x_val, t_val)} if x_val is not None else {}), **self.eval_sets}
+        params = self.network.parameters()
         for epoch in range(start, self.epochs):
             record = self._train_epoch(epoch, x_train, t_train)
-            if x_val is not None:
-                record["val_loss"], record["val_error"] = self.evaluate(x_val, t_val)
-            for name, (x, t) in self.eval_sets.items():
-                record[f"{name}_loss"], record[f"{name}_error"] = self.evaluate(x, t)
+            if self.optimizer.average is not None:
+                # The weights as trained, beside the averaged ones below.
+                for name, (x, t) in sets.items():
+                    record[f"{name}_loss_raw"], record[f"{name}_error_raw"] = self.evaluate(x, t)
+            with self.optimizer.averaged(params):
+                for name, (x, t) in sets.items():
+                    record[f"{name}_loss"], record[f"{name}_error"] = self.evaluate(x, t)
             if self.schedule is not None:
                 self.schedule.observe(epoch, record.get("val_error", record["train_error"]))
             self.history.append(record)
@@ -78,6 +87,7 @@ class Trainer:
                                    epoch=epoch, rng=self.rng, history=self.history)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self.history)
+        self.optimizer.apply_average(params)
         return self.history
 
     def _train_epoch(self, epoch, x, t):
