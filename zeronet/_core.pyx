@@ -63,6 +63,9 @@ def set_num_threads(int n):
 # of a 16-digit batch at C1, 0.3 M values, 0.14 ms on one thread and 0.26 ms
 # on two). Tests lower it to 0 so the parallel paths run on small arrays.
 cdef Py_ssize_t _min_parallel_work = 1 << 20
+# Max pooling does more work per value (a comparison per window it is in),
+# so it pays to split it from smaller sizes on.
+cdef Py_ssize_t POOL_WORK_PER_VALUE = 8
 
 
 def get_min_parallel_work():
@@ -82,50 +85,23 @@ cdef inline int _threads_for(Py_ssize_t work, int num_threads) noexcept nogil:
     return num_threads if work >= _min_parallel_work else 1
 
 
-# Along an output row, window ow reads input columns iw0 + kx with
-# iw0 = ow*SW - PW. Windows ow in [lo, hi) lie entirely inside the image;
-# the few at either end overlap the zero padding and are checked value by
-# value. (Returned by value, not through pointers: prange keeps a variable
-# thread-private only when it is assigned.)
-
-cdef inline Py_ssize_t _first_inside(Py_ssize_t SW, Py_ssize_t PW, Py_ssize_t OW) noexcept nogil:
-    cdef Py_ssize_t lo = (PW + SW - 1) // SW         # smallest ow with iw0 >= 0
-    return lo if lo < OW else OW
-
-
-cdef inline Py_ssize_t _end_inside(Py_ssize_t KW, Py_ssize_t SW, Py_ssize_t PW, Py_ssize_t W,
-                                   Py_ssize_t OW, Py_ssize_t lo) noexcept nogil:
-    cdef Py_ssize_t room = W + PW - KW               # iw0 + KW <= W  <=>  ow*SW <= room
-    cdef Py_ssize_t hi = room // SW + 1 if room >= 0 else 0
-    if hi > OW:
-        hi = OW
-    return hi if hi > lo else lo
-
-
-cdef inline void _gather_checked(floating* dst, const floating* src_row,
-                                 Py_ssize_t iw0, Py_ssize_t KW, Py_ssize_t W) noexcept nogil:
-    """dst[kx] = src_row[iw0 + kx], or 0 where that falls in the padding."""
-    cdef Py_ssize_t kx, iw
-    for kx in range(KW):
-        iw = iw0 + kx
-        dst[kx] = src_row[iw] if 0 <= iw < W else 0
-
+# im2col and col2im work on an image whose zero padding is already in place
+# (np.pad before, a crop after): then every window lies inside it, and the
+# loops need no bounds checks at all. The padded copy is KH*KW times smaller
+# than col, so it costs little.
 
 cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
-                  Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
-                  int num_threads) noexcept:
-    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3], K = col.shape[1]
-    cdef Py_ssize_t nh, n, oh, ow, c, ky, kx, ih, lo, hi
+                  Py_ssize_t OH, Py_ssize_t OW, int num_threads) noexcept:
+    cdef Py_ssize_t C = x.shape[1], K = col.shape[1]
+    cdef Py_ssize_t nh, n, oh, ow, c, ky, kx
     cdef floating* dst
     cdef const floating* src
-    lo = _first_inside(SW, PW, OW)
-    hi = _end_inside(KW, SW, PW, W, OW, lo)
     # One (image, output row) per iteration: it fills the OW rows of col for
     # that output row (OW*K values, a block that stays in cache), which no
-    # other iteration touches. For each (c, ky) one input row is copied, KW
-    # values at a time, into a KW-wide strip of that block; in the book's
-    # version the innermost loop is along the batch instead.
+    # other iteration touches. For each (c, ky) the windows read one input
+    # row, KW values each, into a KW-wide strip of that block. (The book's
+    # version loops over the batch innermost, far less cache-friendly.)
     for nh in prange(x.shape[0] * OH, nogil=True, schedule='static',
                      num_threads=_threads_for(col.shape[0] * K, num_threads)):
         n = nh // OH
@@ -133,21 +109,15 @@ cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
         dst = &col[nh * OW, 0]
         for c in range(C):
             for ky in range(KH):
-                ih = oh * SH - PH + ky
-                if ih < 0 or ih >= H:           # a whole row of padding
-                    for ow in range(OW):
-                        for kx in range(KW):
-                            dst[ow * K + kx] = 0
-                else:
-                    src = &x[n, c, ih, 0]
-                    for ow in range(lo):
-                        _gather_checked(dst + ow * K, src, ow * SW - PW, KW, W)
-                    for ow in range(lo, hi):
-                        for kx in range(KW):
-                            dst[ow * K + kx] = src[ow * SW - PW + kx]
-                    for ow in range(hi, OW):
-                        _gather_checked(dst + ow * K, src, ow * SW - PW, KW, W)
+                src = &x[n, c, oh * SH + ky, 0]
+                for ow in range(OW):
+                    for kx in range(KW):
+                        dst[ow * K + kx] = src[ow * SW + kx]
                 dst = dst + KW
+
+
+def _padded(x, ph, pw):
+    return np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)]) if ph or pw else x
 
 
 def im2col(x, kernel_size, stride=1, pad=0, out=None):
@@ -165,46 +135,27 @@ def im2col(x, kernel_size, stride=1, pad=0, out=None):
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
     col = output_array(out, (n * oh * ow, c * kh * kw), x.dtype, "out", x)
+    x = _padded(x, ph, pw)
     if x.dtype == np.float32:
-        _im2col[float](x, col, kh, kw, sh, sw, ph, pw, oh, ow, _num_threads)
+        _im2col[float](x, col, kh, kw, sh, sw, oh, ow, _num_threads)
     else:
-        _im2col[double](x, col, kh, kw, sh, sw, ph, pw, oh, ow, _num_threads)
+        _im2col[double](x, col, kh, kw, sh, sw, oh, ow, _num_threads)
     return col
 
 
 # ---------------------------------------------------------------- col2im ----
 
-cdef inline Py_ssize_t _first_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW,
-                                 Py_ssize_t OW) noexcept nogil:
-    """Smallest ow whose input column ow*SW - PW + kx is >= 0 (at most OW)."""
-    cdef Py_ssize_t need = PW - kx
-    cdef Py_ssize_t lo = 0 if need <= 0 else (need + SW - 1) // SW
-    return lo if lo < OW else OW
-
-
-cdef inline Py_ssize_t _end_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW, Py_ssize_t W,
-                               Py_ssize_t OW, Py_ssize_t lo) noexcept nogil:
-    """One past the largest ow whose input column ow*SW - PW + kx is < W (>= lo)."""
-    cdef Py_ssize_t room = W + PW - kx
-    cdef Py_ssize_t hi = 0 if room <= 0 else (room - 1) // SW + 1
-    if hi > OW:
-        hi = OW
-    return hi if hi > lo else lo
-
-
 cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
-                  Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
-                  int num_threads) noexcept:
-    cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3], K = col.shape[1]
-    cdef Py_ssize_t n, oh, ow, c, ky, kx, ih
+                  Py_ssize_t OH, Py_ssize_t OW, int num_threads) noexcept:
+    cdef Py_ssize_t C = dx.shape[1], K = col.shape[1]
+    cdef Py_ssize_t n, oh, ow, c, ky, kx
     cdef const floating* src
     cdef floating* dst
     # Windows overlap inside one image, so the unit of work is a whole
-    # image: dx[n] is summed by one thread, in a fixed order. For each
-    # (c, ky, kx) the innermost loop adds one column of col's block for
-    # this output row into one input row: distinct ow hit distinct input
-    # columns, so the additions do not wait on each other.
+    # image: dx[n] is summed by one thread, in a fixed order. The loops
+    # mirror _im2col's, except that ow is innermost: distinct ow add into
+    # distinct input columns, so the additions do not wait on each other.
     for n in prange(dx.shape[0], nogil=True, schedule='static',
                     num_threads=_threads_for(col.shape[0] * K, num_threads)):
         dx[n, :, :, :] = 0
@@ -212,13 +163,10 @@ cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
             src = &col[(n * OH + oh) * OW, 0]
             for c in range(C):
                 for ky in range(KH):
-                    ih = oh * SH - PH + ky
-                    if 0 <= ih < H:
-                        dst = &dx[n, c, ih, 0]
-                        for kx in range(KW):
-                            for ow in range(_first_ow(kx, SW, PW, OW),
-                                            _end_ow(kx, SW, PW, W, OW, _first_ow(kx, SW, PW, OW))):
-                                dst[ow * SW - PW + kx] += src[ow * K + kx]
+                    dst = &dx[n, c, oh * SH + ky, 0]
+                    for kx in range(KW):
+                        for ow in range(OW):
+                            dst[ow * SW + kx] += src[ow * K + kx]
                     src = src + KW
 
 
@@ -240,14 +188,36 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
         raise ValueError(f"col must have shape {(n * oh * ow, c * kh * kw)} for x_shape "
                          f"{x_shape}, got {col.shape}")
     dx = output_array(out, (n, c, h, w), col.dtype, "out", col)
+    # With padding, sum into a padded image and keep its middle.
+    padded = np.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype) if ph or pw else dx
     if col.dtype == np.float32:
-        _col2im[float](col, dx, kh, kw, sh, sw, ph, pw, oh, ow, _num_threads)
+        _col2im[float](col, padded, kh, kw, sh, sw, oh, ow, _num_threads)
     else:
-        _col2im[double](col, dx, kh, kw, sh, sw, ph, pw, oh, ow, _num_threads)
+        _col2im[double](col, padded, kh, kw, sh, sw, oh, ow, _num_threads)
+    if padded is not dx:
+        dx[...] = padded[:, :, ph:ph + h, pw:pw + w]
     return dx
 
 
 # ----------------------------------------------------------- max pooling ----
+
+cdef inline Py_ssize_t _first_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW,
+                                 Py_ssize_t OW) noexcept nogil:
+    """Smallest ow whose input column ow*SW - PW + kx is >= 0 (at most OW)."""
+    cdef Py_ssize_t need = PW - kx
+    cdef Py_ssize_t lo = 0 if need <= 0 else (need + SW - 1) // SW
+    return lo if lo < OW else OW
+
+
+cdef inline Py_ssize_t _end_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW, Py_ssize_t W,
+                               Py_ssize_t OW, Py_ssize_t lo) noexcept nogil:
+    """One past the largest ow whose input column ow*SW - PW + kx is < W (>= lo)."""
+    cdef Py_ssize_t room = W + PW - kx
+    cdef Py_ssize_t hi = 0 if room <= 0 else (room - 1) // SW + 1
+    if hi > OW:
+        hi = OW
+    return hi if hi > lo else lo
+
 
 cdef void _maxpool_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                            int[:, :, :, ::1] argmax,
@@ -255,37 +225,46 @@ cdef void _maxpool_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1
                            Py_ssize_t PH, Py_ssize_t PW, int num_threads) noexcept:
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t nc, n, c, oh, ow, ky, kx, ih, iw, ih0, iw0
-    cdef floating v, best
-    cdef int best_at
+    cdef Py_ssize_t nc, n, c, oh, ow, ky, kx, ih
+    cdef const floating* row
+    cdef floating* best
+    cdef int* best_at
+    cdef floating v
+    cdef int position
+    cdef bint take
     for nc in prange(x.shape[0] * C, nogil=True, schedule='static',
-                     num_threads=_threads_for(x.shape[0] * C * H * W, num_threads)):
+                     num_threads=_threads_for(x.shape[0] * C * H * W * POOL_WORK_PER_VALUE,
+                                              num_threads)):
         n = nc // C
         c = nc % C
         for oh in range(OH):
-            ih0 = oh * SH - PH
+            # A whole output row at once: the running maxima live in the
+            # output row itself, and the innermost loop runs along it, so
+            # its iterations are independent (one window each) instead of
+            # one long chain of comparisons per window.
+            best = &out[n, c, oh, 0]
+            best_at = &argmax[n, c, oh, 0]
             for ow in range(OW):
-                iw0 = ow * SW - PW
                 # Padding holds -inf, so a window whose real values are all
                 # -inf keeps position 0, exactly as numpy.argmax would.
-                best = -INFINITY
-                best_at = 0
-                for ky in range(KH):
-                    ih = ih0 + ky
-                    if ih < 0 or ih >= H:
-                        continue
-                    for kx in range(KW):
-                        iw = iw0 + kx
-                        if iw < 0 or iw >= W:
-                            continue
-                        v = x[n, c, ih, iw]
-                        # Strict '>' keeps the first maximum; the first NaN
-                        # wins and is never replaced (numpy.argmax rules).
-                        if v > best or (v != v and best == best):
-                            best = v
-                            best_at = <int>(ky * KW + kx)
-                out[n, c, oh, ow] = best
-                argmax[n, c, oh, ow] = best_at
+                best[ow] = -INFINITY
+                best_at[ow] = 0
+            for ky in range(KH):
+                ih = oh * SH - PH + ky
+                if ih < 0 or ih >= H:
+                    continue
+                row = &x[n, c, ih, 0]
+                # Positions are visited in row-major order within every
+                # window, so the strict '>' keeps the first maximum, and the
+                # first NaN wins and is never replaced (numpy.argmax rules).
+                for kx in range(KW):
+                    position = <int>(ky * KW + kx)
+                    for ow in range(_first_ow(kx, SW, PW, OW),
+                                    _end_ow(kx, SW, PW, W, OW, _first_ow(kx, SW, PW, OW))):
+                        v = row[ow * SW - PW + kx]
+                        take = (v > best[ow]) | ((v != v) & (best[ow] == best[ow]))
+                        best[ow] = v if take else best[ow]
+                        best_at[ow] = position if take else best_at[ow]
 
 
 def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
@@ -325,7 +304,8 @@ cdef int _maxpool_backward(const floating[:, :, :, ::1] dout, const int[:, :, :,
     # Overlapping windows may send gradient to the same element, but only
     # within one (n, c) plane, and each plane belongs to one thread.
     for nc in prange(dx.shape[0] * C, nogil=True, schedule='static',
-                     num_threads=_threads_for(dx.shape[0] * C * H * W, num_threads)):
+                     num_threads=_threads_for(dx.shape[0] * C * H * W * POOL_WORK_PER_VALUE,
+                                              num_threads)):
         n = nc // C
         c = nc % C
         dx[n, c, :, :] = 0
