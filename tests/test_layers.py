@@ -104,6 +104,10 @@ CONV_CASES = {
                    table=[[1, 0, 0], [1, 1, 0], [0, 1, 1], [1, 1, 1]]), (2, 3, 5, 6)),
     "batch_of_one_odd": (dict(in_channels=2, out_channels=3, kernel_size=(3, 1), stride=(1, 3),
                               pad=(2, 1)), (1, 2, 5, 7)),
+    # The window is the whole image (LeNet-5's C5): im2col is skipped.
+    "window_is_image": (dict(in_channels=3, out_channels=4, kernel_size=(4, 3)), (2, 3, 4, 3)),
+    "window_is_image_groups": (dict(in_channels=4, out_channels=2, kernel_size=(2, 3), groups=2),
+                               (3, 4, 2, 3)),
 }
 
 

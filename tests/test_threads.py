@@ -91,3 +91,22 @@ def test_set_num_threads_round_trip(restore_threads):
     assert kernels.get_num_threads() == 1
     kernels.set_num_threads(2)
     assert kernels.get_num_threads() == (2 if kernels.HAS_OPENMP else 1)
+
+
+def test_blas_threads_round_trip():
+    before = kernels.get_blas_threads()
+    if before is None:
+        pytest.skip("threadpoolctl finds no BLAS library behind NumPy")
+    try:
+        kernels.set_blas_threads(1)
+        assert kernels.get_blas_threads() == 1
+    finally:
+        kernels.set_blas_threads(before)
+    assert kernels.get_blas_threads() == before
+
+
+def test_bad_thread_settings_raise(restore_threads):
+    with pytest.raises(ValueError, match="BLAS threads must be >= 1"):
+        kernels.set_blas_threads(0)
+    with pytest.raises(ValueError, match="min_parallel_work must be >= 0"):
+        kernels._core.set_min_parallel_work(-1)

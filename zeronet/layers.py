@@ -205,8 +205,14 @@ class Convolution(Layer):
         N, G, OC = x.shape[0], self.groups, self.out_channels
         OH, OW = self.output_hw(x.shape[2:])
         self.x_shape = x.shape
-        self.col = kernels.im2col(np.ascontiguousarray(x), self.kernel_size, self.stride, self.pad,
-                                  out=self._work_array("col", (N * OH * OW, self.col_width)))
+        if self._covers_input(x.shape):
+            # One window covering the whole image (LeNet-5's C5): each
+            # image's row of col is the image itself, so no copy is needed.
+            self.col = np.ascontiguousarray(x).reshape(N, self.col_width)
+        else:
+            self.col = kernels.im2col(np.ascontiguousarray(x), self.kernel_size, self.stride,
+                                      self.pad, out=self._work_array("col", (N * OH * OW,
+                                                                              self.col_width)))
         w_data = W.data * W.mask if W.mask is not None else W.data
         self.col_W = w_data.reshape(G, OC // G, -1)     # (G, OC/G, C/G*KH*KW)
         K = self.col_W.shape[2]
@@ -239,7 +245,13 @@ class Convolution(Layer):
             W.grad *= W.mask
         if not self.input_grad:
             return None
+        if self._covers_input(self.x_shape):
+            return dcol.reshape(self.x_shape).copy()     # dcol is a reused buffer
         return kernels.col2im(dcol, self.x_shape, self.kernel_size, self.stride, self.pad)
+
+    def _covers_input(self, x_shape):
+        """Whether the kernel is exactly the (unpadded) image: a 1x1 output."""
+        return tuple(x_shape[2:]) == self.kernel_size and self.pad == (0, 0)
 
     @property
     def col_width(self):
