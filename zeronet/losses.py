@@ -32,12 +32,15 @@ class SoftmaxWithLoss:
         if t.size and (t.min() < 0 or t.max() >= score.shape[1]):
             raise ValueError(f"labels must lie in [0, {score.shape[1]}), got {t.min()}..{t.max()}")
         self.t = t
-        self.y = softmax(score)
-        n = score.shape[0]
-        # log of the picked probability, computed from the shifted scores so
-        # that a confident wrong answer gives a large loss, not log(0).
+        # Softmax of scores shifted by their row maximum (exp never
+        # overflows), and the log of the picked probability from the same
+        # shifted scores, so that a confident wrong answer gives a large
+        # loss, not log(0).
         z = score - score.max(axis=1, keepdims=True)
-        log_p = z[np.arange(n), t] - np.log(np.exp(z).sum(axis=1))
+        e = np.exp(z)
+        total = e.sum(axis=1, keepdims=True)
+        self.y = e / total
+        log_p = z[np.arange(score.shape[0]), t] - np.log(total[:, 0])
         return float(-log_p.mean())
 
     def backward(self, dout=1.0):
