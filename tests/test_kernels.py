@@ -569,7 +569,7 @@ BAD_CALLS = [
                  id="col2im-wrong-rows"),
     pytest.param(lambda k: k.col2im(COL, X.shape, (2, 3)), ValueError, "col must have shape",
                  id="col2im-wrong-kernel"),
-    pytest.param(lambda k: k.col2im(COL, X.shape[1:], 2), ValueError, r"x_shape must be 4",
+    pytest.param(lambda k: k.col2im(COL, X.shape[1:], 2), ValueError, r"x_shape must be 4 ints",
                  id="col2im-x_shape-3"),
     pytest.param(lambda k: k.col2im(COL, X.shape, 5), ValueError, "larger than the padded input",
                  id="col2im-kernel-too-big"),
@@ -621,6 +621,25 @@ BAD_CALLS = [
 def test_bad_input_raises(impl, call, error, match):
     with pytest.raises(error, match=match):
         call(impl)
+
+
+def test_empty_batch_gives_empty_results(impl):
+    x = np.zeros((0, 2, 5, 5), dtype=np.float32)
+    col = impl.im2col(x, 3)
+    assert col.shape == (0, 18)
+    assert impl.col2im(col, x.shape, 3).shape == x.shape
+    out, argmax = impl.maxpool_forward(x, 2, 2)
+    assert out.shape == argmax.shape == (0, 2, 2, 2)
+    assert impl.maxpool_backward(out, argmax, x.shape, 2, 2).shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 4, 4), (1, 2, 0, 4)])
+def test_input_without_channels_or_rows_is_refused(impl, shape):
+    x = np.zeros(shape, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"x must be 4 ints \(N, C, H, W\) with N >= 0"):
+        impl.im2col(x, 1)
+    with pytest.raises(ValueError, match=r"x must be 4 ints \(N, C, H, W\) with N >= 0"):
+        impl.maxpool_forward(x, 1, 1)
 
 
 def test_out_overlapping_the_input_is_refused(impl):

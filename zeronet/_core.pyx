@@ -131,7 +131,7 @@ def im2col(x, kernel_size, stride=1, pad=0, out=None):
     kh, kw = pair(kernel_size, "kernel_size", 1)
     sh, sw = pair(stride, "stride", 1)
     ph, pw = pair(pad, "pad", 0)
-    n, c, h, w = x.shape
+    n, c, h, w = shape4(x.shape, "x")
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
     col = output_array(out, (n * oh * ow, c * kh * kw), x.dtype, "out", x)
@@ -279,7 +279,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     kh, kw = pair(kernel_size, "kernel_size", 1)
     sh, sw = pair(stride, "stride", 1)
     ph, pw = pair(pad, "pad", 0)
-    n, c, h, w = x.shape
+    n, c, h, w = shape4(x.shape, "x")
     pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
     ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")

@@ -64,13 +64,15 @@ def output_array(out, shape, dtype, name, reads):
 
 
 def shape4(shape, name):
-    """Check an ``(N, C, H, W)`` shape tuple of positive ints."""
+    """Check an ``(N, C, H, W)`` shape: 4 ints, an empty batch (N = 0)
+    allowed, C, H and W at least 1."""
     try:
         dims = tuple(int(d) for d in shape)
     except TypeError:
         raise TypeError(f"{name} must be a tuple (N, C, H, W), got {shape!r}") from None
-    if len(dims) != 4 or min(dims) < 1:
-        raise ValueError(f"{name} must be 4 positive ints (N, C, H, W), got {shape!r}")
+    if len(dims) != 4 or dims[0] < 0 or min(dims[1:]) < 1:
+        raise ValueError(f"{name} must be 4 ints (N, C, H, W) with N >= 0 and C, H, W >= 1, "
+                         f"got {shape!r}")
     return dims
 
 

@@ -27,7 +27,7 @@ def im2col(x, kernel_size, stride=1, pad=0, out=None):
     """
     float_array(x, "x", 4)
     (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
-    n, c, h, w = x.shape
+    n, c, h, w = shape4(x.shape, "x")
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
     result = output_array(out, (n * oh * ow, c * kh * kw), x.dtype, "out", x)
@@ -75,7 +75,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     """
     float_array(x, "x", 4)
     (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
-    n, c, h, w = x.shape
+    n, c, h, w = shape4(x.shape, "x")
     pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
     ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
