@@ -102,6 +102,8 @@ def restore_config(args, parser, run_dir, keys, may_change=()):
     saved = json.loads((Path(run_dir) / "config.json").read_text())
     for key in keys:
         now, default = getattr(args, key), parser.get_default(key)
+        # A run made before the flag existed ran with its default.
+        saved.setdefault(key, default)
         if key in may_change and now != default:
             continue
         if now != default and now != saved[key]:

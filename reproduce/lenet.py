@@ -131,6 +131,8 @@ def build_parser():
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
                     help="L2 weight decay (Momentum's rule, Krizhevsky et al. 2012 §5)")
+    ap.add_argument("--momentum", type=float, default=MOMENTUM,
+                    help="momentum of SGD (the paper's SDLM has none)")
     ap.add_argument("--average", type=float, default=AVERAGE,
                     help="decay of the moving average of the weights used for evaluation "
                          "(Polyak averaging; 0 = off)")
@@ -169,7 +171,7 @@ def train_row(name, args, data, run_dir, resume):
     network = row.build(rng, args.activation)
     base_lr = args.lr if args.lr is not None else row.lr
     schedule = PiecewiseConstant(LR_BOUNDARIES, [base_lr * r for r in LR_RATIOS])
-    optimizer = Momentum(lr=base_lr, momentum=MOMENTUM, weight_decay=args.weight_decay,
+    optimizer = Momentum(lr=base_lr, momentum=args.momentum, weight_decay=args.weight_decay,
                          average=args.average or None)
     augment = None
     if name == "lenet5-distortions":
@@ -271,7 +273,7 @@ def evaluate_weights(args):
 
 # Settings an interrupted run keeps when resumed (see common.restore_config).
 RUN_SETTINGS = ["model", "all", "quick", "val", "seed", "lr", "batch_size", "weight_decay", "average",
-                "activation", "epochs"]
+                "momentum", "activation", "epochs"]
 
 
 def run_tag(args):
@@ -301,7 +303,7 @@ def main(argv=None):
     common.write_json(run_dir / "config.json", {
         **vars(args), "models": names,
         "epochs_resolved": resolved_epochs(args),
-        "lr_boundaries": LR_BOUNDARIES, "lr_ratios": LR_RATIOS, "momentum": MOMENTUM,
+        "lr_boundaries": LR_BOUNDARIES, "lr_ratios": LR_RATIOS,
         "background": BACKGROUND, "ink": INK})
     common.write_json(run_dir / "environment.json", common.environment())
     data = load_data(args)
