@@ -28,6 +28,22 @@ import zeronet
 REPO = Path(__file__).resolve().parent.parent
 
 
+def positive_int(text):
+    """argparse type: an int >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def fraction(text):
+    """argparse type: a float in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
 def base_parser(description, threads_default):
     """The flags every reproduction script shares."""
     ap = argparse.ArgumentParser(description=description,
@@ -47,7 +63,7 @@ def base_parser(description, threads_default):
     ap.add_argument("--weights", default=None, metavar="FILE.h5",
                     help="skip training: evaluate these HDF5 weights on the test set")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ap.add_argument("--threads", type=int, default=threads_default,
+    ap.add_argument("--threads", type=positive_int, default=threads_default,
                     help="threads for zeronet's kernels and for BLAS")
     return ap
 
@@ -102,7 +118,8 @@ def restore_config(args, parser, run_dir, keys, may_change=()):
     saved = json.loads((Path(run_dir) / "config.json").read_text())
     for key in keys:
         now, default = getattr(args, key), parser.get_default(key)
-        # A run made before the flag existed ran with its default.
+        # A run made before the flag existed ran with its default (true
+        # as long as that default has not changed since).
         saved.setdefault(key, default)
         if key in may_change and now != default:
             continue

@@ -132,9 +132,9 @@ def build_parser():
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
                     help="L2 weight decay (Momentum's rule, Krizhevsky et al. 2012 §5)")
-    ap.add_argument("--momentum", type=float, default=MOMENTUM,
+    ap.add_argument("--momentum", type=common.fraction, default=MOMENTUM,
                     help="momentum of SGD (the paper's SDLM has none)")
-    ap.add_argument("--average", type=float, default=AVERAGE,
+    ap.add_argument("--average", type=common.fraction, default=AVERAGE,
                     help="decay of the moving average of the weights used for evaluation "
                          "(Polyak averaging; 0 = off)")
     ap.add_argument("--val", type=int, default=0,
@@ -274,7 +274,7 @@ def evaluate_weights(args):
 
 # Settings an interrupted run keeps when resumed (see common.restore_config).
 RUN_SETTINGS = ["model", "all", "quick", "val", "seed", "lr", "batch_size", "weight_decay", "average",
-                "momentum", "activation", "epochs"]
+                "momentum", "activation", "epochs", "threads"]
 
 
 def run_tag(args):
@@ -285,8 +285,8 @@ def run_tag(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    common.set_threads(args.threads)
     if args.weights:
+        common.set_threads(args.threads)
         name, result = evaluate_weights(args)
         run_dir = common.new_run_dir(args.out, f"lenet-eval-{name}")
         common.write_json(run_dir / "config.json", vars(args))
@@ -299,6 +299,7 @@ def main(argv=None):
         common.restore_config(args, parser, run_dir, RUN_SETTINGS, may_change=("epochs",))
     else:
         run_dir = common.new_run_dir(args.out, run_tag(args))
+    common.set_threads(args.threads)     # after --resume has restored the run's own
     names = list(ROWS) if args.all else args.model
     print(f"run folder: {run_dir}  (zeronet {zeronet.__version__}, {zeronet.backend()} kernels)")
     common.write_json(run_dir / "config.json", {

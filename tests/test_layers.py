@@ -124,6 +124,23 @@ def test_convolution_gradients(case):
     assert_gradients(layer, rng.standard_normal(shape), rng)
 
 
+@pytest.mark.parametrize("kwargs, shape", [
+    (dict(in_channels=2, out_channels=3, kernel_size=4), (2, 2, 4, 4)),    # 1x1 output
+    (dict(in_channels=2, out_channels=1, kernel_size=2), (2, 2, 4, 4)),    # one output map
+    (dict(in_channels=2, out_channels=3, kernel_size=2), (2, 2, 4, 4)),
+])
+def test_convolution_output_survives_the_next_forward(kwargs, shape):
+    # The layer reuses its scratch arrays between calls; what it returned
+    # must not be one of them (predict_batched keeps every batch's scores).
+    rng = np.random.default_rng(12)
+    layer = make_conv(kwargs, rng, dtype="float32")
+    x1, x2 = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    y1 = layer.forward(x1)
+    kept = y1.copy()
+    layer.forward(x2)
+    assert np.array_equal(y1, kept), "the second forward overwrote the first one's output"
+
+
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
 def test_convolution_forward_matches_direct_loops(case):
     rng = np.random.default_rng(11)

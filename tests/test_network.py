@@ -369,15 +369,16 @@ class DtypeSpy(np.ndarray):
     lambda: optimizers.Adam(lr=0.5, average=0.75),
 ], ids=["SGD", "Momentum", "Adam"])
 def test_weight_average_by_hand(make):
-    # a_1 = w_1 (the weights after the first update); a_k = a + 0.25 (w_k - a).
+    # a_1 = w_1 (the weights after the first update); then
+    # a_t = a + (1 - d_t) (w_t - a) with d_t = min(0.75, (1 + t) / (10 + t)).
     w, b = two_parameters([0.5, -1.0], [2.0], [1.0, 3.0], [4.0])
     opt = make()
-    history, average = [], None
-    for step in range(3):
+    average = None
+    for step in range(1, 25):
         w.grad[...], b.grad[...] = [0.5 - step, -1.0], [2.0 + step]
         opt.update([w, b])
-        history.append(w.data.copy())
-        average = w.data.copy() if average is None else average + 0.25 * (w.data - average)
+        decay = min(0.75, (1 + step) / (10 + step))
+        average = w.data.copy() if average is None else average + (1 - decay) * (w.data - average)
     assert_exact(opt.slots["avg/layer/W"], average, "average of W")
     trained = w.data.copy()
     with opt.averaged([w, b]):

@@ -3,8 +3,8 @@
 
 Same contract as :mod:`zeronet.reference` (read that first: it is the
 readable version). Every ``def`` here validates its arguments with the same
-checks as the reference, allocates the output in the input's dtype, then
-hands typed memoryviews to a ``cdef`` function whose loop releases the GIL
+checks as the reference, allocates the output in the input's dtype (or
+checks the ``out=`` array it is given), then hands typed memoryviews to a ``cdef`` function whose loop releases the GIL
 (``prange(..., nogil=True)``), so other Python threads run meanwhile.
 
 Parallel loops (``prange``) only run over outputs that no other iteration

@@ -17,7 +17,8 @@ import numpy as np
 class Optimizer:
     """Base class. ``average``, if given (e.g. 0.999), also keeps an
     exponential moving average of every parameter over the updates
-    (Polyak averaging): ``a <- a + (1 - average) (w - a)`` after each step.
+    (Polyak averaging): ``a <- a + (1 - d) (w - a)`` after update ``t``,
+    with ``d = min(average, (1 + t) / (10 + t))``.
     :meth:`averaged` swaps it in, for evaluation and for the final weights.
     """
 
@@ -55,13 +56,17 @@ class Optimizer:
     def update_average(self, params):
         if self.average is None:
             return
+        # Warm-up: early on, a decay of 0.9995 would keep the untrained
+        # starting weights in the average for thousands of steps; the rate
+        # min(average, (1 + t) / (10 + t)) forgets them quickly.
+        decay = min(self.average, (1 + self.t) / (10 + self.t))
         for p in params:
             key = f"avg/{p.name}"
             if key not in self.slots:        # starts at the first updated weights
                 self.slots[key] = p.data.copy()
             else:
                 avg = self.slots[key]
-                avg += (1 - self.average) * (p.data - avg)
+                avg += (1 - decay) * (p.data - avg)
 
     def apply_average(self, params):
         """Put the averaged values into the parameters for good (no-op

@@ -1,4 +1,5 @@
 """Minibatch training with per-epoch metrics, a progress bar and checkpoints."""
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -7,6 +8,14 @@ import numpy as np
 from tqdm import tqdm
 
 from zeronet import io
+
+
+def _averaged(optimizer, params):
+    """The optimizer's averaged-weights context, or a no-op for an optimizer
+    (e.g. one of your own) that does not average."""
+    if hasattr(optimizer, "averaged"):
+        return optimizer.averaged(params)
+    return contextlib.nullcontext()
 
 
 class Trainer:
@@ -70,11 +79,11 @@ class Trainer:
         params = self.network.parameters()
         for epoch in range(start, self.epochs):
             record = self._train_epoch(epoch, x_train, t_train)
-            if self.optimizer.average is not None:
+            if getattr(self.optimizer, "average", None) is not None:
                 # The weights as trained, beside the averaged ones below.
                 for name, (x, t) in sets.items():
                     record[f"{name}_loss_raw"], record[f"{name}_error_raw"] = self.evaluate(x, t)
-            with self.optimizer.averaged(params):
+            with _averaged(self.optimizer, params):
                 for name, (x, t) in sets.items():
                     record[f"{name}_loss"], record[f"{name}_error"] = self.evaluate(x, t)
             if self.schedule is not None:
@@ -87,7 +96,8 @@ class Trainer:
                                    epoch=epoch, rng=self.rng, history=self.history)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self.history)
-        self.optimizer.apply_average(params)
+        if hasattr(self.optimizer, "apply_average"):
+            self.optimizer.apply_average(params)
         return self.history
 
     def _train_epoch(self, epoch, x, t):
