@@ -90,6 +90,16 @@ cdef inline int _threads_for(Py_ssize_t work, int num_threads) noexcept nogil:
 # loops need no bounds checks at all. The padded copy is KH*KW times smaller
 # than col, so it costs little.
 
+cdef inline void _copy_windows(floating* dst, const floating* src, Py_ssize_t OW,
+                               Py_ssize_t K, Py_ssize_t SW, Py_ssize_t KW) noexcept nogil:
+    """dst[ow*K + kx] = src[ow*SW + kx]: the KW values of each of OW windows
+    along one input row, into OW rows of col."""
+    cdef Py_ssize_t ow, kx
+    for ow in range(OW):
+        for kx in range(KW):
+            dst[ow * K + kx] = src[ow * SW + kx]
+
+
 cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                   Py_ssize_t OH, Py_ssize_t OW, int num_threads) noexcept:
@@ -110,9 +120,14 @@ cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
         for c in range(C):
             for ky in range(KH):
                 src = &x[n, c, oh * SH + ky, 0]
-                for ow in range(OW):
-                    for kx in range(KW):
-                        dst[ow * K + kx] = src[ow * SW + kx]
+                # The common widths as constants, so that the compiler
+                # unrolls the KW-long copy completely.
+                if KW == 5:
+                    _copy_windows(dst, src, OW, K, SW, 5)
+                elif KW == 3:
+                    _copy_windows(dst, src, OW, K, SW, 3)
+                else:
+                    _copy_windows(dst, src, OW, K, SW, KW)
                 dst = dst + KW
 
 
@@ -145,6 +160,17 @@ def im2col(x, kernel_size, stride=1, pad=0, out=None):
 
 # ---------------------------------------------------------------- col2im ----
 
+cdef inline void _add_windows(floating* dst, const floating* src, Py_ssize_t OW,
+                              Py_ssize_t K, Py_ssize_t SW, Py_ssize_t KW) noexcept nogil:
+    """dst[ow*SW + kx] += src[ow*K + kx]: the adjoint of _copy_windows. ow is
+    innermost: distinct ow add into distinct input columns, so the additions
+    do not wait on each other."""
+    cdef Py_ssize_t ow, kx
+    for kx in range(KW):
+        for ow in range(OW):
+            dst[ow * SW + kx] += src[ow * K + kx]
+
+
 cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                   Py_ssize_t OH, Py_ssize_t OW, int num_threads) noexcept:
@@ -154,8 +180,7 @@ cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
     cdef floating* dst
     # Windows overlap inside one image, so the unit of work is a whole
     # image: dx[n] is summed by one thread, in a fixed order. The loops
-    # mirror _im2col's, except that ow is innermost: distinct ow add into
-    # distinct input columns, so the additions do not wait on each other.
+    # mirror _im2col's.
     for n in prange(dx.shape[0], nogil=True, schedule='static',
                     num_threads=_threads_for(col.shape[0] * K, num_threads)):
         dx[n, :, :, :] = 0
@@ -164,9 +189,7 @@ cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
             for c in range(C):
                 for ky in range(KH):
                     dst = &dx[n, c, oh * SH + ky, 0]
-                    for kx in range(KW):
-                        for ow in range(OW):
-                            dst[ow * SW + kx] += src[ow * K + kx]
+                    _add_windows(dst, src, OW, K, SW, KW)
                     src = src + KW
 
 
