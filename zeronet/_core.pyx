@@ -4,8 +4,9 @@
 Same contract as :mod:`zeronet.reference` (read that first: it is the
 readable version). Every ``def`` here validates its arguments with the same
 checks as the reference, allocates the output in the input's dtype (or
-checks the ``out=`` array it is given), then hands typed memoryviews to a ``cdef`` function whose loop releases the GIL
-(``prange(..., nogil=True)``), so other Python threads run meanwhile.
+checks the ``out=`` array it is given), then hands typed memoryviews to a
+``cdef`` function whose loop releases the GIL (``prange(..., nogil=True)``),
+so other Python threads run meanwhile.
 
 Parallel loops (``prange``) only run over outputs that no other iteration
 writes: rows of ``col``, images of ``dx``, ``(n, c)`` planes of pooling. So the
@@ -18,8 +19,8 @@ from cython.parallel cimport prange
 from libc.math cimport INFINITY
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, output_array,
-                               pair, pool_grad_check, pool_output_size, pool_window_check,
-                               shape4)
+                               pool_grad_check, pool_output_size, pool_window_check, shape4,
+                               window_args)
 
 cdef extern from *:
     """
@@ -143,9 +144,7 @@ def im2col(x, kernel_size, stride=1, pad=0, out=None):
     """
     float_array(x, "x", 4)
     cdef Py_ssize_t kh, kw, sh, sw, ph, pw, oh, ow
-    kh, kw = pair(kernel_size, "kernel_size", 1)
-    sh, sw = pair(stride, "stride", 1)
-    ph, pw = pair(pad, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     n, c, h, w = shape4(x.shape, "x")
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
@@ -202,9 +201,7 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
     float_array(col, "col", 2)
     n, c, h, w = shape4(x_shape, "x_shape")
     cdef Py_ssize_t kh, kw, sh, sw, ph, pw, oh, ow
-    kh, kw = pair(kernel_size, "kernel_size", 1)
-    sh, sw = pair(stride, "stride", 1)
-    ph, pw = pair(pad, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
     if col.shape != (n * oh * ow, c * kh * kw):
@@ -248,7 +245,7 @@ cdef void _maxpool_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1
                            Py_ssize_t PH, Py_ssize_t PW, int num_threads) noexcept:
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t nc, n, c, oh, ow, ky, kx, ih
+    cdef Py_ssize_t nc, n, c, oh, ow, ky, kx, ih, lo
     cdef const floating* row
     cdef floating* best
     cdef int* best_at
@@ -282,8 +279,8 @@ cdef void _maxpool_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1
                 # first NaN wins and is never replaced (numpy.argmax rules).
                 for kx in range(KW):
                     position = <int>(ky * KW + kx)
-                    for ow in range(_first_ow(kx, SW, PW, OW),
-                                    _end_ow(kx, SW, PW, W, OW, _first_ow(kx, SW, PW, OW))):
+                    lo = _first_ow(kx, SW, PW, OW)
+                    for ow in range(lo, _end_ow(kx, SW, PW, W, OW, lo)):
                         v = row[ow * SW - PW + kx]
                         take = (v > best[ow]) | ((v != v) & (best[ow] == best[ow]))
                         best[ow] = v if take else best[ow]
@@ -299,9 +296,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     """
     float_array(x, "x", 4)
     cdef Py_ssize_t kh, kw, sh, sw, ph, pw
-    kh, kw = pair(kernel_size, "kernel_size", 1)
-    sh, sw = pair(stride, "stride", 1)
-    ph, pw = pair(pad, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     n, c, h, w = shape4(x.shape, "x")
     pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
@@ -352,9 +347,7 @@ def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
     Overlapping windows accumulate; a winner in the padding is dropped.
     """
     cdef Py_ssize_t kh, kw, sh, sw, ph, pw
-    kh, kw = pair(kernel_size, "kernel_size", 1)
-    sh, sw = pair(stride, "stride", 1)
-    ph, pw = pair(pad, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     n, c, h, w = pool_grad_check(dout, argmax, x_shape, kh, kw, sh, sw, ph, pw)
     dx = np.empty((n, c, h, w), dtype=dout.dtype)
     if dout.dtype == np.float32:

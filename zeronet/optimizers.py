@@ -80,14 +80,12 @@ class Optimizer:
     def averaged(self, params):
         """Inside the block, the parameters hold their averages (if any);
         their own values come back afterwards."""
-        keys = [f"avg/{p.name}" for p in params]
-        if self.average is None or not all(k in self.slots for k in keys):
+        if self.average is None:
             yield
             return
         saved = [p.data.copy() for p in params]
         try:
-            for p, key in zip(params, keys):
-                p.data[...] = self.slots[key]
+            self.apply_average(params)
             yield
         finally:
             for p, value in zip(params, saved):

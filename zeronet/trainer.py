@@ -10,14 +10,6 @@ from tqdm import tqdm
 from zeronet import io
 
 
-def _averaged(optimizer, params):
-    """The optimizer's averaged-weights context, or a no-op for an optimizer
-    (e.g. one of your own) that does not average."""
-    if hasattr(optimizer, "averaged"):
-        return optimizer.averaged(params)
-    return contextlib.nullcontext()
-
-
 class Trainer:
     """Train ``network`` with ``optimizer`` on shuffled minibatches.
 
@@ -77,13 +69,15 @@ class Trainer:
             self.log(f"resumed from {self.checkpoint} after epoch {last + 1}")
         sets = {**({"val": (x_val, t_val)} if x_val is not None else {}), **self.eval_sets}
         params = self.network.parameters()
+        # getattr: an optimizer of your own need not know about averaging.
+        averaging = getattr(self.optimizer, "average", None) is not None
         for epoch in range(start, self.epochs):
             record = self._train_epoch(epoch, x_train, t_train)
-            if getattr(self.optimizer, "average", None) is not None:
+            if averaging:
                 # The weights as trained, beside the averaged ones below.
                 for name, (x, t) in sets.items():
                     record[f"{name}_loss_raw"], record[f"{name}_error_raw"] = self.evaluate(x, t)
-            with _averaged(self.optimizer, params):
+            with self.optimizer.averaged(params) if averaging else contextlib.nullcontext():
                 for name, (x, t) in sets.items():
                     record[f"{name}_loss"], record[f"{name}_error"] = self.evaluate(x, t)
             if self.schedule is not None:
@@ -96,7 +90,7 @@ class Trainer:
                                    epoch=epoch, rng=self.rng, history=self.history)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self.history)
-        if hasattr(self.optimizer, "apply_average"):
+        if averaging:
             self.optimizer.apply_average(params)
         return self.history
 
