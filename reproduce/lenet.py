@@ -28,24 +28,31 @@ class Row(NamedTuple):
     label: str
     paper_error: float            # test error in percent, LeCun et al. 1998 §III.C / Fig. 9
     side: int                     # input field: 28x28 digits, or centred in 32x32
-    build: Callable               # (rng, activation) -> network
+    build: Callable               # (rng, args) -> network
     lr: float = 0.01              # base learning rate, chosen on the validation split
 
 
+def _mlp(hidden):
+    return lambda rng, args: models.mlp(rng, hidden, activation=args.activation)
+
+
+def _lenet5(rng, args):
+    return models.lenet5(rng, activation=args.activation, output=args.output,
+                         rubbish_penalty=args.rubbish_penalty)
+
+
 ROWS = {
-    "linear": Row("Linear classifier (28x28-10)", 12.0, 28,
-                  lambda r, a: models.mlp(r, (), activation=a)),
-    "mlp300": Row("28x28-300-10", 4.7, 28, lambda r, a: models.mlp(r, (300,), activation=a)),
-    "mlp1000": Row("28x28-1000-10", 4.5, 28, lambda r, a: models.mlp(r, (1000,), activation=a)),
-    "mlp300-100": Row("28x28-300-100-10", 3.05, 28,
-                      lambda r, a: models.mlp(r, (300, 100), activation=a)),
-    "mlp1000-150": Row("28x28-1000-150-10", 2.95, 28,
-                       lambda r, a: models.mlp(r, (1000, 150), activation=a)),
-    "lenet1": Row("LeNet-1 (reconstructed)", 1.7, 28, lambda r, a: models.lenet1(r, activation=a)),
-    "lenet4": Row("LeNet-4 (reconstructed)", 1.1, 32, lambda r, a: models.lenet4(r, activation=a)),
-    "lenet5": Row("LeNet-5", 0.95, 32, lambda r, a: models.lenet5(r, activation=a), lr=0.015),
-    "lenet5-distortions": Row("LeNet-5 with distortions", 0.8, 32,
-                              lambda r, a: models.lenet5(r, activation=a)),
+    "linear": Row("Linear classifier (28x28-10)", 12.0, 28, _mlp(())),
+    "mlp300": Row("28x28-300-10", 4.7, 28, _mlp((300,))),
+    "mlp1000": Row("28x28-1000-10", 4.5, 28, _mlp((1000,))),
+    "mlp300-100": Row("28x28-300-100-10", 3.05, 28, _mlp((300, 100))),
+    "mlp1000-150": Row("28x28-1000-150-10", 2.95, 28, _mlp((1000, 150))),
+    "lenet1": Row("LeNet-1 (reconstructed)", 1.7, 28,
+                  lambda rng, args: models.lenet1(rng, activation=args.activation)),
+    "lenet4": Row("LeNet-4 (reconstructed)", 1.1, 32,
+                  lambda rng, args: models.lenet4(rng, activation=args.activation)),
+    "lenet5": Row("LeNet-5", 0.95, 32, _lenet5, lr=0.015),
+    "lenet5-distortions": Row("LeNet-5 with distortions", 0.8, 32, _lenet5),
 }
 
 # Paper §II.B: "the values of the input pixels are normalized so that the
@@ -80,6 +87,8 @@ AVERAGE = 0.0
 # (one training step at batch 16: 4.2 ms on 1 thread, 5.7 ms on 2; at batch
 # 128, 33 ms and 36 ms; see the README's speed section).
 THREADS = 1
+OUTPUT = "softmax"
+RUBBISH_PENALTY = 10.0
 # --quick: 3 passes over 5,000 digits. With the paper's small initial
 # weights, SGD needs ~150 steps to leave the starting plateau.
 QUICK_EPOCHS = 3
@@ -143,6 +152,11 @@ def build_parser():
     ap.add_argument("--activation", default="scaled_tanh",
                     choices=["scaled_tanh", "sigmoid", "tanh", "relu"],
                     help="squashing function: the paper's 1.7159 tanh(2a/3) or the book's sigmoid")
+    ap.add_argument("--output", choices=["softmax", "rbf"], default=OUTPUT,
+                    help="LeNet-5's output layer: affine + softmax cross-entropy, or the paper's "
+                         "RBF units with fixed digit codes and MAP loss (eq. 9)")
+    ap.add_argument("--rubbish-penalty", type=float, default=RUBBISH_PENALTY,
+                    help="the constant j of the MAP loss (--output rbf)")
     return ap
 
 
@@ -169,7 +183,7 @@ def train_row(name, args, data, run_dir, resume):
     x_train, y_train, x_test, y_test = data
     epochs = resolved_epochs(args)
     rng = np.random.default_rng(args.seed)
-    network = row.build(rng, args.activation)
+    network = row.build(rng, args)
     base_lr = args.lr if args.lr is not None else row.lr
     schedule = PiecewiseConstant(LR_BOUNDARIES, [base_lr * r for r in LR_RATIOS])
     optimizer = Momentum(lr=base_lr, momentum=args.momentum, weight_decay=args.weight_decay,
@@ -274,7 +288,7 @@ def evaluate_weights(args):
 
 # Settings an interrupted run keeps when resumed (see common.restore_config).
 RUN_SETTINGS = ["model", "all", "quick", "val", "seed", "lr", "batch_size", "weight_decay", "average",
-                "momentum", "activation", "epochs", "threads"]
+                "momentum", "activation", "epochs", "threads", "output", "rubbish_penalty"]
 
 
 def run_tag(args):

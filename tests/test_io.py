@@ -56,6 +56,21 @@ def test_lenet5_round_trip_is_bit_exact(lenet_file):
     assert np.array_equal(net.predict(x), loaded.predict(x))
 
 
+def test_rbf_lenet5_round_trip_keeps_codes_and_loss(tmp_path):
+    net = models.lenet5(np.random.default_rng(3), output="rbf", rubbish_penalty=7.5)
+    path = tmp_path / "lenet5_rbf.h5"
+    zeronet.save(net, path)
+    loaded = zeronet.load(path)
+    assert_same_weights(net, loaded)
+    assert loaded.config() == net.config()
+    assert type(loaded.loss_layer).__name__ == "MAPLoss" and loaded.loss_layer.j == 7.5
+    assert np.array_equal(loaded.layers["output"].codes, models.digit_codes())
+    digits = np.random.default_rng(4).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    t = np.arange(5)
+    assert np.array_equal(net.predict(digits), loaded.predict(digits))
+    assert net.loss(digits, t) == loaded.loss(digits, t)
+
+
 def test_float64_round_trip_is_bit_exact(tmp_path):
     rng = np.random.default_rng(2)
     net = float64_net(rng)

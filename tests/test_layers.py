@@ -13,7 +13,7 @@ import pytest
 
 from zeronet import gradcheck, optimizers
 from zeronet import layers as L
-from zeronet.losses import SoftmaxWithLoss
+from zeronet.losses import MAPLoss, SoftmaxWithLoss
 
 TOL = 1e-5      # relative error allowed between analytic and numerical gradients (float64)
 
@@ -442,6 +442,66 @@ def test_softmax_with_loss_rejects_bad_scores():
         SoftmaxWithLoss().forward(np.zeros((2, 3, 1)), np.array([0, 1]))
 
 
+# ------------------------------------------------ RBF output, MAP loss ----
+
+def test_rbf_gradients():
+    rng = np.random.default_rng(95)
+    codes = rng.choice([-1.0, 1.0], size=(4, 6))
+    assert_gradients(L.RBF(codes, dtype="float64"), rng.standard_normal((3, 6)), rng)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rbf_forward_is_minus_squared_distance(dtype):
+    rng = np.random.default_rng(96)
+    codes = rng.choice([-1.0, 1.0], size=(5, 7))
+    x = rng.uniform(-1.7, 1.7, (4, 7)).astype(dtype)
+    penalty = ((x[:, None, :].astype(np.float64) - codes[None]) ** 2).sum(axis=2)   # eq. 7
+    score = L.RBF(codes, dtype=dtype).forward(x)
+    assert score.dtype == np.dtype(dtype)
+    assert_close(score, -penalty, 1e-6 if dtype == "float32" else 1e-13, "RBF scores")
+
+
+def test_rbf_rejects_bad_input():
+    layer = L.RBF(np.ones((3, 4)), dtype="float64")
+    with pytest.raises(ValueError, match="4 features"):
+        layer.forward(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        layer.forward(np.zeros((2, 4, 1)))
+    with pytest.raises(ValueError, match=r"\(K, D\)"):
+        L.RBF(np.ones(4))
+
+
+@pytest.mark.parametrize("dout", [1.0, 0.25])
+def test_map_loss_gradient(dout):
+    rng = np.random.default_rng(97)
+    score = -rng.uniform(0, 5, (5, 4))
+    t = rng.integers(0, 4, size=5)
+    loss = MAPLoss(j=2.0)
+    numeric = gradcheck.numerical_gradient(lambda: dout * loss.forward(score, t), score)
+    loss.forward(score, t)
+    assert_close(loss.backward(dout), numeric, TOL, "MAPLoss gradient")
+
+
+def test_map_loss_is_the_papers_equation_9():
+    rng = np.random.default_rng(98)
+    penalty = rng.uniform(0, 30, (6, 10))
+    t = rng.integers(0, 10, size=6)
+    j = 10.0
+    expected = np.mean(penalty[np.arange(6), t] + np.log(np.exp(-j) + np.exp(-penalty).sum(axis=1)))
+    loss = MAPLoss(j)
+    assert loss.forward(-penalty, t) == pytest.approx(expected, rel=1e-12)
+    # Its probabilities cover the K classes only: argmax picks a real class.
+    assert loss.y.shape == (6, 10) and np.all(loss.y.sum(axis=1) < 1)
+
+
+def test_map_loss_stops_pushing_when_wrong_penalties_exceed_j():
+    # Right penalty far below j, wrong ones far above: nothing left to learn.
+    score = -np.array([[0.5, 200.0, 300.0]])
+    loss = MAPLoss(j=50.0)
+    assert loss.forward(score, np.array([0])) < 1e-20
+    assert np.abs(loss.backward()).max() < 1e-20
+
+
 # -------------------------------------------------------- dtypes, dout ----
 
 def make_layer(name, dtype, rng):
@@ -466,6 +526,7 @@ def make_layer(name, dtype, rng):
         "LRN": lambda: (L.LRN(alpha=0.1), (2, 6, 3, 3)),
         "DropoutTrain": lambda: (L.Dropout(0.5, rng=rng), (2, 3, 4)),
         "DropoutTest": lambda: (L.Dropout(0.5, rng=rng), (2, 3, 4)),
+        "RBF": lambda: (L.RBF(rng.choice([-1.0, 1.0], size=(3, 4)), dtype=dtype), (2, 4)),
     }
     layer, shape = makers[name]()
     return layer, distinct(shape, rng, spacing=0.1).astype(dtype)
@@ -473,7 +534,7 @@ def make_layer(name, dtype, rng):
 
 ALL_LAYERS = ["Convolution", "ConvolutionGroups", "ConvolutionTable", "MaxPooling", "AvgPooling",
               "Subsampling", "Affine", "Flatten", "ReLU", "Sigmoid", "Tanh", "ScaledTanh", "LRN",
-              "DropoutTrain", "DropoutTest"]
+              "DropoutTrain", "DropoutTest", "RBF"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -490,7 +551,7 @@ def test_dtype_is_preserved(name, dtype):
         assert p.data.dtype == p.grad.dtype == np.dtype(dtype), f"{name}/{key}: {p!r}"
 
 
-@pytest.mark.parametrize("name", ["Convolution", "ConvolutionTable", "Subsampling", "Affine"])
+@pytest.mark.parametrize("name", ["Convolution", "ConvolutionTable", "Subsampling", "Affine", "RBF"])
 def test_float64_input_to_float32_layer_raises(name):
     rng = np.random.default_rng(101)
     layer, x = make_layer(name, "float32", rng)

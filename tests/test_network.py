@@ -10,6 +10,7 @@ import pytest
 from zeronet import initializers, models, optimizers
 from zeronet import layers as L
 from zeronet.layers import Parameter
+from zeronet.losses import MAPLoss
 from zeronet.network import Sequential
 
 
@@ -132,6 +133,17 @@ def test_config_round_trip():
     assert [p.name for p in rebuilt.parameters()] == [p.name for p in net.parameters()]
     with pytest.raises(ValueError, match="unknown layer type"):
         Sequential.from_config({"layers": [{"name": "x", "type": "Nope", "config": {}}]})
+    with pytest.raises(ValueError, match="unknown loss type"):
+        Sequential.from_config({"layers": [], "loss": {"type": "Nope", "config": {}}})
+
+
+def test_config_records_only_a_non_default_loss():
+    # Files written before losses were recorded must still match their nets.
+    assert "loss" not in models.lenet5(np.random.default_rng(7)).config()
+    rbf = models.lenet5(np.random.default_rng(7), output="rbf", rubbish_penalty=3.0)
+    assert rbf.config()["loss"] == {"type": "MAPLoss", "config": {"j": 3.0}}
+    rebuilt = Sequential.from_config(rbf.config())
+    assert isinstance(rebuilt.loss_layer, MAPLoss) and rebuilt.loss_layer.j == 3.0
 
 
 # ---------------------------------------------------------------- models ----
@@ -175,6 +187,30 @@ def test_lenet5_has_60000_parameters_through_f6():
     assert sum(expected.values()) == 60000
     assert counts["output"] == 84 * 10 + 10
     assert net.num_parameters() == 60000 + 850
+
+
+def test_lenet5_with_rbf_output_has_exactly_60000_parameters():
+    # The paper's count: the RBF codes are fixed, so nothing is added.
+    net = models.lenet5(np.random.default_rng(9), output="rbf")
+    assert net.num_parameters() == 60000
+    assert isinstance(net.loss_layer, MAPLoss)
+    digits = np.random.default_rng(1).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    assert net.predict(digits).shape == (3, 10)
+    with pytest.raises(ValueError, match="output"):
+        models.lenet5(np.random.default_rng(9), output="rbf2")
+    with pytest.raises(ValueError, match="10 digits"):
+        models.lenet5(np.random.default_rng(9), output="rbf", num_classes=4)
+
+
+def test_digit_codes_are_distinct_7x12_bitmaps():
+    codes = models.digit_codes()
+    assert codes.shape == (10, 84) and codes.dtype == np.float32
+    assert set(np.unique(codes)) == {-1.0, 1.0}
+    hamming = (codes[:, None, :] != codes[None, :, :]).sum(axis=2)
+    off_diagonal = hamming[~np.eye(10, dtype=bool)]
+    # 8 differing bits (6 against 8) is the closest pair: penalties of the
+    # right and the nearest wrong code differ by at least 4 * 8 = 32.
+    assert off_diagonal.min() >= 8, hamming
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

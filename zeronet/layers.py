@@ -473,6 +473,56 @@ class Affine(Layer):
         return (dout @ W.data.T).reshape(self.x_shape)
 
 
+class RBF(Layer):
+    """LeNet-5's output layer (LeCun et al. 1998 §II.B, eq. 7): one Euclidean
+    radial basis function unit per class, each measuring how far its input
+    lies from the class's fixed code vector.
+
+    The paper's unit outputs the penalty ``y_i = sum_j (x_j - w_ij)^2``;
+    this layer returns the *score* ``-y_i``, so that the highest score wins
+    as for every other output layer (``argmax``, :class:`SoftmaxWithLoss`).
+    The codes are fixed (the paper chose them by hand and kept them fixed),
+    so the layer has no trainable parameters.
+
+    Shapes: x ``(N, D)`` -> scores ``(N, K)``; codes ``(K, D)``. Saved: ``x``.
+    """
+
+    def __init__(self, codes, *, dtype="float32"):
+        self.dtype = np.dtype(dtype)
+        self.codes = np.array(codes, dtype=self.dtype)
+        if self.codes.ndim != 2:
+            raise ValueError(f"RBF codes must have shape (K, D), got {self.codes.shape}")
+        self._code_norms = np.square(self.codes).sum(axis=1)
+
+    def config(self):
+        return {"codes": self.codes.tolist(), "dtype": self.dtype.name}
+
+    def __repr__(self):     # the codes themselves would fill the screen
+        return f"RBF(classes={self.codes.shape[0]}, features={self.codes.shape[1]})"
+
+    def forward(self, x, *, train=False):
+        _check_dtype(x, self.dtype, self)
+        _check_ndim(x, 2, self, "(N, D)")
+        if x.shape[1] != self.codes.shape[1]:
+            raise ValueError(f"RBF expects {self.codes.shape[1]} features per example, "
+                             f"got input of shape {x.shape}")
+        self.x = x
+        # -|x - w|^2 = 2 x.w - |x|^2 - |w|^2: one matrix product instead of
+        # an (N, K, D) array of differences.
+        score = x @ self.codes.T
+        score *= self.dtype.type(2)
+        score -= np.square(x).sum(axis=1, keepdims=True)
+        score -= self._code_norms
+        return score
+
+    def backward(self, dout):
+        # d(-y_i)/dx = 2 (w_i - x), summed over the classes with weights dout.
+        dx = dout @ self.codes
+        dx -= self.x * dout.sum(axis=1, keepdims=True)
+        dx *= self.dtype.type(2)
+        return dx
+
+
 class Flatten(Layer):
     """``(N, C, H, W)`` -> ``(N, C*H*W)``. Saved: ``x_shape``."""
 

@@ -19,6 +19,16 @@ class SoftmaxWithLoss:
     """
 
     def forward(self, score, t):
+        self.t = self._labels(score, t)
+        return self._cross_entropy(score)
+
+    def config(self):
+        """Constructor arguments as JSON-friendly values."""
+        return {}
+
+    @staticmethod
+    def _labels(score, t):
+        """Labels as class indices ``(N,)``, checked against ``score (N, K)``."""
         if score.ndim != 2:
             raise ValueError(f"SoftmaxWithLoss expects scores of shape (N, K), got {score.shape}")
         t = np.asarray(t)
@@ -31,7 +41,11 @@ class SoftmaxWithLoss:
                              f"({score.shape[0]}, {score.shape[1]}), got {t.shape}")
         if t.size and (t.min() < 0 or t.max() >= score.shape[1]):
             raise ValueError(f"labels must lie in [0, {score.shape[1]}), got {t.min()}..{t.max()}")
-        self.t = t
+        return t
+
+    def _cross_entropy(self, score):
+        """Mean cross-entropy of softmax(score) against ``self.t``; keeps ``y``."""
+        t = self.t
         # Softmax of scores shifted by their row maximum (exp never
         # overflows), and the log of the picked probability from the same
         # shifted scores, so that a confident wrong answer gives a large
@@ -48,3 +62,40 @@ class SoftmaxWithLoss:
         dx = self.y.copy()
         dx[np.arange(n), self.t] -= 1
         return dx * dx.dtype.type(dout / n)
+
+
+class MAPLoss(SoftmaxWithLoss):
+    """LeNet-5's loss (LeCun et al. 1998 §II.C, eq. 9), for :class:`RBF` scores.
+
+    With the RBF penalties ``y_i = -score_i`` and the true class ``D``:
+
+        E = y_D + log(exp(-j) + sum_i exp(-y_i))
+
+    which is softmax cross-entropy over the K scores plus one extra,
+    constant score ``-j``: a "rubbish" class that no label ever names. It
+    stops the loss from pushing every penalty up once all the wrong ones
+    are already larger than ``j`` (the paper: "j is a positive constant"
+    that keeps the penalties of the incorrect classes from being pushed
+    further up when they are already very large).
+
+    Shapes as :class:`SoftmaxWithLoss`; ``y`` keeps the K class
+    probabilities (the rubbish class's share is left out).
+    """
+
+    def __init__(self, j=10.0):
+        self.j = float(j)
+
+    def config(self):
+        return {"j": self.j}
+
+    def forward(self, score, t):
+        self.t = self._labels(score, t)
+        rubbish = np.full((score.shape[0], 1), -self.j, dtype=score.dtype)
+        loss = self._cross_entropy(np.concatenate([score, rubbish], axis=1))
+        # Its score is a constant, so its gradient is dropped: keeping only
+        # the K class columns makes backward's y - t the gradient of E.
+        self.y = self.y[:, :-1]
+        return loss
+
+
+LOSSES = {cls.__name__: cls for cls in (SoftmaxWithLoss, MAPLoss)}

@@ -2,6 +2,7 @@
 import numpy as np
 
 from zeronet import layers as L
+from zeronet.losses import MAPLoss
 from zeronet.network import Sequential
 
 # LeCun et al. 1998, Table 1: which S2 maps (columns) each C3 map (rows) sees.
@@ -13,6 +14,45 @@ LENET5_C3_INPUTS = [
     (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
     (0, 1, 2, 3, 4, 5),
 ]
+
+# LeNet-5's output codes (LeCun et al. 1998 §II.B): each class's RBF unit
+# compares F6's 84 outputs with a stylised image of its digit on a 7x12
+# bitmap, ink +1 and background -1 (where the squashing function's second
+# derivative peaks, so F6 is not driven into saturation). The paper's own
+# bitmaps are not published; these are drawn for zeronet.
+DIGIT_BITMAPS = {
+    0: """..###.. .#...#. #.....# #.....# #.....# #.....#
+          #.....# #.....# #.....# .#...#. ..###.. .......""",
+    1: """...#... ..##... .###... ...#... ...#... ...#...
+          ...#... ...#... ...#... ...#... .#####. .......""",
+    2: """..###.. .#...#. #.....# ......# .....#. ....#..
+          ...#... ..#.... .#..... #...... ####### .......""",
+    3: """.#####. #.....# ......# ......# ...###. ......#
+          ......# ......# ......# #.....# .#####. .......""",
+    4: """.....#. ....##. ...#.#. ..#..#. .#...#. #....#.
+          ####### .....#. .....#. .....#. .....#. .......""",
+    5: """####### #...... #...... #...... ######. ......#
+          ......# ......# ......# #.....# .#####. .......""",
+    6: """..####. .#..... #...... #...... #.###.. ##...#.
+          #.....# #.....# #.....# .#...#. ..###.. .......""",
+    7: """####### ......# .....#. .....#. ....#.. ....#..
+          ...#... ...#... ..#.... ..#.... ..#.... .......""",
+    8: """..###.. .#...#. #.....# .#...#. ..###.. .#...#.
+          #.....# #.....# #.....# .#...#. ..###.. .......""",
+    9: """..###.. .#...#. #.....# #.....# #.....# .#...## 
+          ..###.# ......# ......# .....#. .####.. .......""",
+}
+
+
+def digit_codes(dtype="float32"):
+    """The RBF codes for digits 0-9 as a ``(10, 84)`` array of +-1: row
+    ``d`` is digit d's 7x12 bitmap, read row by row."""
+    rows = []
+    for digit in range(10):
+        bits = "".join(DIGIT_BITMAPS[digit].split())
+        assert len(bits) == 84, (digit, len(bits))
+        rows.append([1.0 if b == "#" else -1.0 for b in bits])
+    return np.array(rows, dtype=dtype)
 
 
 def lenet5_c3_table():
@@ -30,21 +70,33 @@ def squashing(name):
             "tanh": L.Tanh}[name]
 
 
-def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num_classes=10):
+def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num_classes=10,
+           output="softmax", rubbish_penalty=10.0):
     """LeNet-5 (LeCun et al. 1998 §II.B) on ``(N, 1, 32, 32)`` input, or on
     uint8 MNIST digits ``(N, 28, 28)``, which its first layer
     (:class:`~zeronet.layers.DigitInput`) pads and normalises.
 
     C1 6@28x28, S2 6@14x14, C3 16@10x10 (Table 1 connections unless
-    ``full_c3``), S4 16@5x5, C5 120, F6 84, then an Affine layer to the
-    ``num_classes`` scores (the paper's output is RBF units with fixed
-    codes; we use softmax cross-entropy). Every layer up to F6 is followed by
+    ``full_c3``), S4 16@5x5, C5 120, F6 84, then the output layer:
+    ``output="softmax"``, an Affine layer to ``num_classes`` scores with
+    softmax cross-entropy; or ``output="rbf"``, the paper's RBF units with
+    fixed digit codes (:func:`digit_codes`) and its MAP loss with constant
+    ``j = rubbish_penalty`` (eq. 9). Every layer up to F6 is followed by
     the squashing function. Weights uniform in +-2.4/fan-in (Appendix C).
-    Trainable parameters through F6: 60,000 (with the Table 1 C3).
+    Trainable parameters through F6: 60,000 (with the Table 1 C3); the RBF
+    output adds none.
     """
     act = squashing(activation)
     init = "LeCunUniform"
     kw = dict(dtype=dtype, rng=rng, weight_init=init)
+    if output == "rbf":
+        if num_classes != 10:
+            raise ValueError(f"the RBF output has codes for the 10 digits, not {num_classes} classes")
+        output_layer, loss = ("output", L.RBF(digit_codes(dtype), dtype=dtype)), MAPLoss(rubbish_penalty)
+    elif output == "softmax":
+        output_layer, loss = ("output", L.Affine(84, num_classes, **kw)), None
+    else:
+        raise ValueError(f"output must be 'softmax' or 'rbf', got {output!r}")
     return Sequential([
         ("input", L.DigitInput(32, dtype=dtype)),
         ("c1", L.Convolution(1, 6, 5, **kw)), ("c1_act", act()),
@@ -54,8 +106,8 @@ def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num
         ("s4", L.Subsampling(16, 2, **kw)), ("s4_act", act()),
         ("c5", L.Convolution(16, 120, 5, **kw)), ("c5_act", act()),
         ("f6", L.Affine(120, 84, **kw)), ("f6_act", act()),
-        ("output", L.Affine(84, num_classes, **kw)),
-    ])
+        output_layer,
+    ], loss)
 
 
 def mlp(rng, hidden, *, in_features=784, num_classes=10, activation="scaled_tanh",

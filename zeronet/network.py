@@ -2,7 +2,7 @@
 import numpy as np
 
 from zeronet.layers import LAYERS
-from zeronet.losses import SoftmaxWithLoss
+from zeronet.losses import LOSSES, SoftmaxWithLoss
 
 
 class Sequential:
@@ -78,9 +78,16 @@ class Sequential:
                 for key, g in layer.generators().items()}
 
     def config(self):
-        """The architecture as JSON-friendly data (rebuilt by :meth:`from_config`)."""
-        return {"layers": [{"name": name, "type": type(layer).__name__, "config": layer.config()}
-                           for name, layer in self.layers.items()]}
+        """The architecture as JSON-friendly data (rebuilt by :meth:`from_config`).
+        The loss is listed only when it is not the default softmax
+        cross-entropy, so files written before losses were recorded still
+        describe their networks exactly."""
+        config = {"layers": [{"name": name, "type": type(layer).__name__, "config": layer.config()}
+                             for name, layer in self.layers.items()]}
+        if type(self.loss_layer) is not SoftmaxWithLoss:
+            config["loss"] = {"type": type(self.loss_layer).__name__,
+                              "config": self.loss_layer.config()}
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -89,7 +96,10 @@ class Sequential:
             if spec["type"] not in LAYERS:
                 raise ValueError(f"unknown layer type {spec['type']!r} in architecture")
             layers.append((spec["name"], LAYERS[spec["type"]](**spec["config"])))
-        return cls(layers)
+        loss = config.get("loss")
+        if loss is not None and loss["type"] not in LOSSES:
+            raise ValueError(f"unknown loss type {loss['type']!r} in architecture")
+        return cls(layers, LOSSES[loss["type"]](**loss["config"]) if loss else None)
 
     def __repr__(self):
         lines = [f"  {name}: {layer!r}" for name, layer in self.layers.items()]
