@@ -18,8 +18,8 @@ LENET5_C3_INPUTS = [
 # LeNet-5's output codes (LeCun et al. 1998 §II.B): each class's RBF unit
 # compares F6's 84 outputs with a stylised image of its digit on a 7x12
 # bitmap, ink +1 and background -1 (where the squashing function's second
-# derivative peaks, so F6 is not driven into saturation). The paper's own
-# bitmaps are not published; these are drawn for zeronet.
+# derivative peaks, so F6 is not driven into saturation). The paper shows
+# its bitmaps only as a picture (Fig. 3); these are drawn for zeronet.
 DIGIT_BITMAPS = {
     0: """..###.. .#...#. #.....# #.....# #.....# #.....#
           #.....# #.....# #.....# .#...#. ..###.. .......""",
