@@ -328,6 +328,12 @@ def _spread_shifts(g, axis, kernel, stride, length):
     """Adjoint of :func:`_sum_of_shifts`: each window's gradient ``g`` goes to
     every element of the window; the result has ``length`` along ``axis``."""
     count = g.shape[axis]
+    if stride == kernel:
+        # Windows tile the axis: repeat each value, zeros after the last window.
+        spread = np.repeat(g, kernel, axis=axis)
+        tail = [(0, 0)] * g.ndim
+        tail[axis] = (0, length - count * kernel)
+        return np.pad(spread, tail) if length > count * kernel else spread
     shape = list(g.shape)
     shape[axis] = length
     out = np.zeros(shape, dtype=g.dtype)
@@ -352,31 +358,11 @@ def _window_sums(x, kernel_size, stride, pad):
     return _sum_of_shifts(_sum_of_shifts(img, 3, kw, sw, ow), 2, kh, sh, oh)
 
 
-def _per_channel(scale, trailing):
-    """``scale`` ready to multiply an array with ``trailing`` axes after C."""
-    return np.reshape(scale, (-1,) + (1,) * trailing) if np.ndim(scale) else scale
-
-
-def _window_sums_backward(dsum, x_shape, kernel_size, stride, pad, scale):
-    """Adjoint of :func:`_window_sums`, times ``scale`` (a scalar of dsum's
-    dtype, or one value per channel ``(C,)``): every element of a window
-    gets the window's gradient."""
+def _window_sums_backward(dsum, x_shape, kernel_size, stride, pad):
+    """Adjoint of :func:`_window_sums`: every element of a window gets the
+    window's gradient (the two passes in reverse order)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, pad
     N, C, H, W = x_shape
-    OH, OW = dsum.shape[2:]
-    if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0):
-        # Windows tile the image (LeNet's subsampling): seen as
-        # (N, C, OH, KH, OW, KW), the gradient is dsum * scale broadcast
-        # along KH and KW, written in one pass.
-        tiled = np.empty((N, C, OH * kh, OW * kw), dtype=dsum.dtype)
-        np.multiply(dsum[:, :, :, None, :, None], _per_channel(scale, 4),
-                    out=tiled.reshape(N, C, OH, kh, OW, kw))
-        if tiled.shape[2:] == (H, W):
-            return tiled
-        dx = np.zeros(x_shape, dtype=dsum.dtype)   # rows/columns no window reaches
-        dx[:, :, :OH * kh, :OW * kw] = tiled
-        return dx
-    dsum = dsum * _per_channel(scale, 2)
     drows = _spread_shifts(dsum, 2, kh, sh, H + 2 * ph)
     dimg = _spread_shifts(drows, 3, kw, sw, W + 2 * pw)
     return dimg[:, :, ph:ph + H, pw:pw + W]
@@ -405,8 +391,8 @@ class AvgPooling(Layer):
 
     def backward(self, dout):
         kk = self.kernel_size[0] * self.kernel_size[1]
-        return _window_sums_backward(dout, self.x_shape, self.kernel_size, self.stride,
-                                     self.pad, dout.dtype.type(1 / kk))
+        return _window_sums_backward(dout / dout.dtype.type(kk), self.x_shape,
+                                     self.kernel_size, self.stride, self.pad)
 
 
 class Subsampling(Layer):
@@ -446,8 +432,8 @@ class Subsampling(Layer):
         coeff, b = self.params["coeff"], self.params["b"]
         coeff.grad[...] = np.einsum("nchw,nchw->c", dout, self.window_sum)
         b.grad[...] = np.einsum("nchw->c", dout)
-        return _window_sums_backward(dout, self.x_shape, self.kernel_size, self.kernel_size,
-                                     (0, 0), coeff.data)
+        return _window_sums_backward(dout * coeff.data[:, None, None], self.x_shape,
+                                     self.kernel_size, self.kernel_size, (0, 0))
 
 
 class Affine(Layer):
