@@ -47,7 +47,8 @@ def test_lenet_quick_trains_saves_reports_and_reloads(tmp_path):
     result = report["results"]["lenet5"]
     # Three passes over 5,000 digits already beat chance by far.
     assert result["test_error"] < 0.5, result
-    assert result["epochs"] == 3 and result["parameters"] == 60850
+    # The paper's RBF output layer: exactly its 60,000 parameters.
+    assert result["epochs"] == 3 and result["parameters"] == 60000 and result["output"] == "rbf"
     assert "0.95%" in out and "LeNet-5" in out
 
     # The saved weights give the recorded test error on the same subset.
@@ -105,3 +106,20 @@ def test_run_folders_started_in_the_same_second_do_not_collide(tmp_path, monkeyp
     monkeypatch.setattr(common.datetime, "datetime", type("D", (), {"now": staticmethod(lambda: frozen)}))
     folders = {common.new_run_dir(tmp_path, "lenet-lenet5") for _ in range(3)}
     assert len(folders) == 3 and all(f.is_dir() for f in folders)
+
+
+def test_lenet_rows_take_their_validated_output_unless_told():
+    sys.path.insert(0, str(REPO / "reproduce"))
+    try:
+        import lenet
+    finally:
+        sys.path.remove(str(REPO / "reproduce"))
+    defaults = lenet.build_parser().parse_args([])
+    assert lenet.row_output(lenet.ROWS["lenet5"], defaults) == "rbf"
+    assert lenet.row_output(lenet.ROWS["lenet5-distortions"], defaults) == "softmax"
+    forced = lenet.build_parser().parse_args(["--output", "rbf"])
+    assert lenet.row_output(lenet.ROWS["lenet5-distortions"], forced) == "rbf"
+    assert lenet.row_output(lenet.ROWS["mlp300"], forced) == "softmax"   # no RBF version
+    text = lenet.departures({"lenet5": {"output": "rbf"}, "mlp300": {}})
+    assert "LeNet-5: the paper's output layer" in text
+    assert "28x28-300-10: an affine output layer" in text

@@ -225,10 +225,10 @@ class Convolution(Layer):
         # Back to (N, OC, OH, OW), contiguous: the elementwise layers that
         # follow run several times faster on contiguous memory. Always a new
         # array: the caller may keep it, and "out" is overwritten next call.
-        # The bias is added after, along rows of OH*OW values, not of OC.
+        # The bias is added in the same pass as the transpose.
         y = np.empty((N, OC, OH, OW), dtype=self.dtype)
-        y[...] = out.reshape(N, OH, OW, OC).transpose(0, 3, 1, 2)
-        y += b.data[:, None, None]
+        np.add(out.reshape(N, OH * OW, OC).transpose(0, 2, 1), b.data[:, None],
+               out=y.reshape(N, OC, OH * OW))
         return y
 
     def backward(self, dout):
