@@ -11,6 +11,7 @@ Every report lists where this run departs from the paper (DEPARTURES below).
 """
 import json
 import sys
+import textwrap
 import time
 from typing import Callable, NamedTuple
 
@@ -162,8 +163,11 @@ def departures(results):
     rows_by_output = {}
     for name, r in results.items():
         rows_by_output.setdefault(r.get("output", "softmax"), []).append(ROWS[name].label)
-    return "".join(OUTPUT_DEPARTURE[output].format(rows=", ".join(labels)) + "\n"
-                   for output, labels in sorted(rows_by_output.items())) + DEPARTURES
+    bullets = [OUTPUT_DEPARTURE[output].format(rows=", ".join(labels))
+               for output, labels in sorted(rows_by_output.items())]
+    # Refilled: the list of rows makes the first line arbitrarily long.
+    return "".join(textwrap.fill(" ".join(b.split()), 76, subsequent_indent="  ") + "\n"
+                   for b in bullets) + DEPARTURES
 
 
 def prepare(images, side):
