@@ -551,7 +551,8 @@ def test_dtype_is_preserved(name, dtype):
         assert p.data.dtype == p.grad.dtype == np.dtype(dtype), f"{name}/{key}: {p!r}"
 
 
-@pytest.mark.parametrize("name", ["Convolution", "ConvolutionTable", "Subsampling", "Affine", "RBF"])
+@pytest.mark.parametrize("name", ["Convolution", "ConvolutionTable", "Subsampling", "Affine",
+                                  "RBF"])
 def test_float64_input_to_float32_layer_raises(name):
     rng = np.random.default_rng(101)
     layer, x = make_layer(name, "float32", rng)

@@ -91,8 +91,10 @@ def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num
     kw = dict(dtype=dtype, rng=rng, weight_init=init)
     if output == "rbf":
         if num_classes != 10:
-            raise ValueError(f"the RBF output has codes for the 10 digits, not {num_classes} classes")
-        output_layer, loss = ("output", L.RBF(digit_codes(dtype), dtype=dtype)), MAPLoss(rubbish_penalty)
+            raise ValueError(f"the RBF output has codes for the 10 digits, "
+                             f"not {num_classes} classes")
+        output_layer = ("output", L.RBF(digit_codes(dtype), dtype=dtype))
+        loss = MAPLoss(rubbish_penalty)
     elif output == "softmax":
         output_layer, loss = ("output", L.Affine(84, num_classes, **kw)), None
     else:
