@@ -108,19 +108,22 @@ def find_resume_dir(out, name, resume):
     return candidates[-1]
 
 
-def restore_config(args, parser, run_dir, keys, may_change=()):
+def restore_config(args, parser, run_dir, keys, may_change=(), before_flag=None):
     """On --resume, take the interrupted run's settings from its config.json.
 
     A flag given now that contradicts the saved value is an error (it would
     silently make a different run), except for those in ``may_change``
-    (e.g. ``epochs``, to train further).
+    (e.g. ``epochs``, to train further). ``before_flag`` maps a setting to
+    the value that runs made before its flag existed used, where that is
+    not the flag's default.
     """
     saved = json.loads((Path(run_dir) / "config.json").read_text())
+    before_flag = before_flag or {}
     for key in keys:
         now, default = getattr(args, key), parser.get_default(key)
-        # A run made before the flag existed ran with its default (true
-        # as long as that default has not changed since).
-        saved.setdefault(key, default)
+        # A run made before the flag existed ran with its default, unless
+        # before_flag says otherwise.
+        saved.setdefault(key, before_flag.get(key, default))
         if key in may_change and now != default:
             continue
         if now != default and now != saved[key]:

@@ -121,12 +121,12 @@ OUTPUT_DEPARTURE = {
 - {rows}: the paper's output layer, RBF units with fixed codes and the MAP
   loss (eq. 9). The paper shows its 7x12 code bitmaps only as a picture
   (Fig. 3), so the codes are digits drawn for zeronet (zeronet/models.py);
-  the loss's constant j is not given: we use j = 10 (--rubbish-penalty).""",
+  the loss's constant j is not given: we use j = {j:g} (--rubbish-penalty).""",
     "softmax": """\
 - {rows}: an affine output layer with softmax cross-entropy, not the
-  paper's RBF units with fixed 7x12 codes and its MAP loss (for LeNet-5,
-  chosen on the validation split; its parameter count then adds the 850
-  of this layer to the paper's 60,000).""",
+  paper's RBF units with fixed 7x12 codes and its MAP loss. A LeNet-5
+  row's parameter count then adds the 850 of this layer to the paper's
+  60,000.""",
 }
 DEPARTURES = """\
 - The optimizer is minibatch SGD (batch 16, momentum 0.9), not stochastic
@@ -166,7 +166,9 @@ def departures(results):
     rows_by_output = {}
     for name, r in results.items():
         rows_by_output.setdefault(r.get("output", "softmax"), []).append(ROWS[name].label)
-    bullets = [OUTPUT_DEPARTURE[output].format(rows=", ".join(labels))
+    j = next((r["rubbish_penalty"] for r in results.values() if "rubbish_penalty" in r),
+             RUBBISH_PENALTY)
+    bullets = [OUTPUT_DEPARTURE[output].format(rows=", ".join(labels), j=j)
                for output, labels in sorted(rows_by_output.items())]
     # Refilled: the list of rows makes the first line arbitrarily long.
     return "".join(textwrap.fill(" ".join(b.split()), 76, subsequent_indent="  ") + "\n"
@@ -265,6 +267,7 @@ def train_row(name, args, data, run_dir, resume):
         "parameters": network.num_parameters(), "seconds_per_epoch": float(np.mean(seconds)),
         "input_side": row.side, "quick": bool(args.quick), "base_lr": base_lr,
         "output": output,
+        **({"rubbish_penalty": args.rubbish_penalty} if output == "rbf" else {}),
     }
     zeronet.save(network, row_dir / f"{name}.h5", metadata={**result, "history": history})
     common.write_json(row_dir / "result.json", result)
@@ -334,9 +337,9 @@ def evaluate_weights(args):
           f"{time.perf_counter() - began:.1f} s; recorded when trained: "
           f"{common.percent(meta.get('test_error'))}")
     result = {k: meta[k] for k in meta if k != "history"}
-    result.update(test_error=error, test_size=len(pred),
-                  output="rbf" if isinstance(network.layers.get("output"), layers.RBF)
-                  else "softmax")
+    rbf = isinstance(network.layers.get("output"), layers.RBF)
+    result.update(test_error=error, test_size=len(pred), output="rbf" if rbf else "softmax",
+                  **({"rubbish_penalty": network.loss_layer.j} if rbf else {}))
     return name, result
 
 
@@ -364,7 +367,9 @@ def main(argv=None):
     resume = args.resume is not None
     if resume:
         run_dir = common.find_resume_dir(args.out, run_tag(args), args.resume)
-        common.restore_config(args, parser, run_dir, RUN_SETTINGS, may_change=("epochs",))
+        # Before --output existed, every row trained with softmax.
+        common.restore_config(args, parser, run_dir, RUN_SETTINGS, may_change=("epochs",),
+                              before_flag={"output": "softmax"})
     else:
         run_dir = common.new_run_dir(args.out, run_tag(args))
     common.set_threads(args.threads)     # after --resume has restored the run's own

@@ -502,6 +502,16 @@ def test_map_loss_stops_pushing_when_wrong_penalties_exceed_j():
     assert np.abs(loss.backward()).max() < 1e-20
 
 
+def test_map_loss_predictions_survive_underflowing_probabilities():
+    # Every penalty far above j: float32 probabilities underflow to zero,
+    # and the trainer must still count class 1 (the smallest penalty) right.
+    score = -np.array([[120.0, 115.0, 130.0]], dtype=np.float32)
+    loss = MAPLoss(j=10.0)
+    loss.forward(score, np.array([1]))
+    assert loss.score.argmax(axis=1)[0] == 1
+    assert np.isfinite(loss.backward()).all()
+
+
 # -------------------------------------------------------- dtypes, dout ----
 
 def make_layer(name, dtype, rng):

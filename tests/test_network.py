@@ -208,8 +208,8 @@ def test_digit_codes_are_distinct_7x12_bitmaps():
     assert set(np.unique(codes)) == {-1.0, 1.0}
     hamming = (codes[:, None, :] != codes[None, :, :]).sum(axis=2)
     off_diagonal = hamming[~np.eye(10, dtype=bool)]
-    # 8 differing bits (6 against 8) is the closest pair: penalties of the
-    # right and the nearest wrong code differ by at least 4 * 8 = 32.
+    # 8 differing bits (6 against 8) is the closest pair: at a code, the
+    # penalty of the nearest wrong code is 4 * 8 = 32.
     assert off_diagonal.min() >= 8, hamming
 
 
@@ -496,3 +496,19 @@ def test_reduce_on_plateau_state_and_floor():
     copy = optimizers.ReduceOnPlateau(1.0)
     copy.load_state_dict(schedule.state_dict())
     assert copy.state_dict() == schedule.state_dict()
+
+
+def test_a_loss_of_your_own_still_saves_without_being_recorded():
+    class L2:
+        def forward(self, score, t):
+            self.score = score
+            return float(np.mean(score ** 2))
+
+    net = Sequential([("fc", L.Affine(3, 2, rng=np.random.default_rng(0)))], L2())
+    assert "loss" not in net.config()
+
+
+def test_map_loss_rejects_a_non_positive_j():
+    for j in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive"):
+            MAPLoss(j)

@@ -78,6 +78,21 @@ def test_lenet_resume_continues_from_checkpoint(tmp_path):
     assert result["epochs"] == 2
 
 
+def test_resuming_a_lenet5_run_from_before_output_existed_keeps_softmax(tmp_path):
+    data = mnist_dir()
+    run_lenet("--quick", "--epochs", "1", "--output", "softmax", "--data-dir", str(data),
+              "--out", str(tmp_path))
+    (run_dir,) = tmp_path.glob("lenet-lenet5-quick-*")
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["output"], config["rubbish_penalty"]   # as written before those flags
+    (run_dir / "config.json").write_text(json.dumps(config))
+    out = run_lenet("--quick", "--epochs", "2", "--resume", "--data-dir", str(data),
+                    "--out", str(tmp_path))
+    assert "resumed from" in out
+    result = json.loads((run_dir / "report.json").read_text())["results"]["lenet5"]
+    assert result["epochs"] == 2 and result["output"] == "softmax"
+
+
 def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
     data = mnist_dir()
     weights = REPO / "reproduce" / "weights" / "lenet5.h5"

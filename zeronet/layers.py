@@ -225,7 +225,8 @@ class Convolution(Layer):
         # Back to (N, OC, OH, OW), contiguous: the elementwise layers that
         # follow run several times faster on contiguous memory. Always a new
         # array: the caller may keep it, and "out" is overwritten next call.
-        # The bias is added in the same pass as the transpose.
+        # The bias is added in the same pass as the transpose: one read and
+        # write of y instead of two.
         y = np.empty((N, OC, OH, OW), dtype=self.dtype)
         np.add(out.reshape(N, OH * OW, OC).transpose(0, 2, 1), b.data[:, None],
                out=y.reshape(N, OC, OH * OW))

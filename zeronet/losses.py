@@ -15,22 +15,23 @@ class SoftmaxWithLoss:
     ``forward(score, t)`` takes scores ``(N, K)`` and labels ``t`` as class
     indices ``(N,)`` or one-hot ``(N, K)``; returns the mean loss (a float).
     ``backward(dout=1.0)`` returns ``dscore = dout * (y - t) / N``.
-    Saved for backward: ``y`` (probabilities), ``t`` (as indices).
+    Saved for backward: ``y`` (probabilities), ``t`` (as indices); and
+    ``score``, whose argmax is the prediction.
     """
 
     def forward(self, score, t):
-        self.t = self._labels(score, t)
+        self.t, self.score = self._labels(score, t), score
         return self._cross_entropy(score)
 
     def config(self):
         """Constructor arguments as JSON-friendly values."""
         return {}
 
-    @staticmethod
-    def _labels(score, t):
+    def _labels(self, score, t):
         """Labels as class indices ``(N,)``, checked against ``score (N, K)``."""
         if score.ndim != 2:
-            raise ValueError(f"SoftmaxWithLoss expects scores of shape (N, K), got {score.shape}")
+            raise ValueError(f"{type(self).__name__} expects scores of shape (N, K), "
+                             f"got {score.shape}")
         t = np.asarray(t)
         if t.ndim == 1 and not np.issubdtype(t.dtype, np.integer):
             raise ValueError(f"class-index labels must be integers, got {t.dtype}")
@@ -83,13 +84,17 @@ class MAPLoss(SoftmaxWithLoss):
     """
 
     def __init__(self, j=10.0):
+        if not (np.isfinite(j) and j > 0):
+            raise ValueError(f"the MAP loss's constant j must be a positive number, got {j}")
         self.j = float(j)
 
     def config(self):
         return {"j": self.j}
 
     def forward(self, score, t):
-        self.t = self._labels(score, t)
+        # Predictions come from score, not y: once every penalty exceeds j
+        # by ~90, float32 y underflows to 0 and its argmax would say class 0.
+        self.t, self.score = self._labels(score, t), score
         rubbish = np.full((score.shape[0], 1), -self.j, dtype=score.dtype)
         loss = self._cross_entropy(np.concatenate([score, rubbish], axis=1))
         # Its score is a constant, so its gradient is dropped: keeping only

@@ -79,14 +79,16 @@ class Sequential:
 
     def config(self):
         """The architecture as JSON-friendly data (rebuilt by :meth:`from_config`).
-        The loss is listed only when it is not the default softmax
-        cross-entropy, so files written before losses were recorded still
-        describe their networks exactly."""
+        The loss is listed only when it is one of zeronet's and not the
+        default softmax cross-entropy, so files written before losses were
+        recorded still describe their networks exactly."""
         config = {"layers": [{"name": name, "type": type(layer).__name__, "config": layer.config()}
                              for name, layer in self.layers.items()]}
-        if type(self.loss_layer) is not SoftmaxWithLoss:
-            config["loss"] = {"type": type(self.loss_layer).__name__,
-                              "config": self.loss_layer.config()}
+        kind = type(self.loss_layer).__name__
+        # A loss of your own cannot be rebuilt from a file; it is left out,
+        # as it was before losses were recorded, so the weights still save.
+        if kind in LOSSES and kind != "SoftmaxWithLoss":
+            config["loss"] = {"type": kind, "config": self.loss_layer.config()}
         return config
 
     @classmethod

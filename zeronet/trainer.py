@@ -56,7 +56,7 @@ class Trainer:
         for i in range(0, len(x), self.eval_batch_size):
             xb, tb = x[i:i + self.eval_batch_size], t[i:i + self.eval_batch_size]
             losses += self.network.loss(xb, tb, train=False) * len(xb)
-            wrong += int(np.sum(self.network.loss_layer.y.argmax(axis=1) != tb))
+            wrong += int(np.sum(self.network.loss_layer.score.argmax(axis=1) != tb))
         return losses / len(x), wrong / len(x)
 
     def fit(self, x_train, t_train, x_val=None, t_val=None, *, resume=False):
@@ -118,7 +118,7 @@ class Trainer:
             self.optimizer.update(params)
             # Running training error, measured on the batches as they were
             # trained on (with augmentation and dropout).
-            wrong += int(np.sum(self.network.loss_layer.y.argmax(axis=1) != tb))
+            wrong += int(np.sum(self.network.loss_layer.score.argmax(axis=1) != tb))
             loss_sum += loss * len(idx)
             seen += len(idx)
             if step % 20 == 0:
