@@ -60,36 +60,36 @@ def test_lenet_quick_trains_saves_reports_and_reloads(tmp_path):
     assert error == pytest.approx(result["test_error"], abs=0)
 
 
-def test_lenet_resume_continues_from_checkpoint(tmp_path):
+def resume_after_one_pass(tmp_path, model, *flags, forget=()):
+    """Train ``model`` for one quick pass, drop the settings ``forget`` from
+    the run's config.json (as if it were made before those flags existed),
+    resume to a second pass; returns the stdout and the row's result."""
     data = mnist_dir()
-    run_lenet("--quick", "--model", "mlp300", "--epochs", "1", "--data-dir", str(data),
+    run_lenet("--quick", "--model", model, "--epochs", "1", *flags, "--data-dir", str(data),
               "--out", str(tmp_path))
-    # As if the run were made before the newest flags existed: resuming uses
-    # their defaults, which is what that run trained with.
-    (run_dir,) = tmp_path.glob("lenet-mlp300-quick-*")
+    (run_dir,) = tmp_path.glob(f"lenet-{model}-quick-*")
     config = json.loads((run_dir / "config.json").read_text())
-    del config["average"], config["momentum"]
+    for key in forget:
+        del config[key]
     (run_dir / "config.json").write_text(json.dumps(config))
-    out = run_lenet("--quick", "--model", "mlp300", "--epochs", "2", "--resume",
+    out = run_lenet("--quick", "--model", model, "--epochs", "2", "--resume",
                     "--data-dir", str(data), "--out", str(tmp_path))
+    return out, json.loads((run_dir / "report.json").read_text())["results"][model]
+
+
+def test_lenet_resume_continues_from_checkpoint(tmp_path):
+    # Resuming a run from before the newest flags uses their defaults,
+    # which is what that run trained with.
+    out, result = resume_after_one_pass(tmp_path, "mlp300", forget=("average", "momentum"))
     assert "resumed from" in out
-    (run_dir,) = tmp_path.glob("lenet-mlp300-quick-*")
-    result = json.loads((run_dir / "report.json").read_text())["results"]["mlp300"]
     assert result["epochs"] == 2
 
 
 def test_resuming_a_lenet5_run_from_before_output_existed_keeps_softmax(tmp_path):
-    data = mnist_dir()
-    run_lenet("--quick", "--epochs", "1", "--output", "softmax", "--data-dir", str(data),
-              "--out", str(tmp_path))
-    (run_dir,) = tmp_path.glob("lenet-lenet5-quick-*")
-    config = json.loads((run_dir / "config.json").read_text())
-    del config["output"], config["rubbish_penalty"]   # as written before those flags
-    (run_dir / "config.json").write_text(json.dumps(config))
-    out = run_lenet("--quick", "--epochs", "2", "--resume", "--data-dir", str(data),
-                    "--out", str(tmp_path))
+    # Before --output, LeNet-5 trained with softmax, which is no longer its default.
+    out, result = resume_after_one_pass(tmp_path, "lenet5", "--output", "softmax",
+                                        forget=("output", "rubbish_penalty"))
     assert "resumed from" in out
-    result = json.loads((run_dir / "report.json").read_text())["results"]["lenet5"]
     assert result["epochs"] == 2 and result["output"] == "softmax"
 
 
