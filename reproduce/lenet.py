@@ -13,7 +13,7 @@ import json
 import sys
 import textwrap
 import time
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Row(NamedTuple):
     side: int                     # input field: 28x28 digits, or centred in 32x32
     build: Callable               # (rng, args, output) -> network
     lr: float = 0.01              # base learning rate, chosen on the validation split
-    rbf_lr: float = 0.0           # the same with the RBF output (LeNet-5 rows only)
+    rbf_lr: Optional[float] = None  # the same with the RBF output; None: no RBF version
     output: str = "softmax"       # output layer, "softmax" or "rbf", chosen on the validation split
 
 
@@ -158,7 +158,7 @@ DEPARTURES = """\
 def row_output(row, args):
     """The output layer a row trains with: ``--output`` for the rows that
     can have RBF outputs (the LeNet-5 rows), else the row's own."""
-    return args.output if args.output and row.rbf_lr else row.output
+    return args.output if args.output and row.rbf_lr is not None else row.output
 
 
 def departures(results):

@@ -2,13 +2,6 @@
 import numpy as np
 
 
-def softmax(x):
-    """Row-wise softmax, stable for large scores. Shapes: ``(N, K) -> (N, K)``."""
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class SoftmaxWithLoss:
     """Softmax followed by mean cross-entropy (book §5.6.3).
 
@@ -21,7 +14,7 @@ class SoftmaxWithLoss:
 
     def forward(self, score, t):
         self.t, self.score = self._labels(score, t), score
-        return self._cross_entropy(score)
+        return self._cross_entropy(score, self.t)
 
     def config(self):
         """Constructor arguments as JSON-friendly values."""
@@ -44,9 +37,8 @@ class SoftmaxWithLoss:
             raise ValueError(f"labels must lie in [0, {score.shape[1]}), got {t.min()}..{t.max()}")
         return t
 
-    def _cross_entropy(self, score):
-        """Mean cross-entropy of softmax(score) against ``self.t``; keeps ``y``."""
-        t = self.t
+    def _cross_entropy(self, score, t):
+        """Mean cross-entropy of softmax(score) against labels ``t``; keeps ``y``."""
         # Softmax of scores shifted by their row maximum (exp never
         # overflows), and the log of the picked probability from the same
         # shifted scores, so that a confident wrong answer gives a large
@@ -91,12 +83,13 @@ class MAPLoss(SoftmaxWithLoss):
     def config(self):
         return {"j": self.j}
 
-    def forward(self, score, t):
-        # Predictions come from score, not y: once every penalty exceeds j
-        # by ~90, float32 y underflows to 0 and its argmax would say class 0.
-        self.t, self.score = self._labels(score, t), score
+    def _cross_entropy(self, score, t):
+        # Labels were checked against the K class scores (forward), so no
+        # label can name the rubbish class. Predictions come from ``score``,
+        # not ``y``: once every penalty exceeds j by ~90, float32 ``y``
+        # underflows to 0 and its argmax would say class 0.
         rubbish = np.full((score.shape[0], 1), -self.j, dtype=score.dtype)
-        loss = self._cross_entropy(np.concatenate([score, rubbish], axis=1))
+        loss = super()._cross_entropy(np.concatenate([score, rubbish], axis=1), t)
         # Its score is a constant, so its gradient is dropped: keeping only
         # the K class columns makes backward's y - t the gradient of E.
         self.y = self.y[:, :-1]
