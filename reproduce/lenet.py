@@ -20,7 +20,7 @@ import numpy as np
 import common  # beside this script, so on sys.path when it runs
 import zeronet
 from zeronet import datasets, layers, models
-from zeronet.optimizers import Momentum, PiecewiseConstant
+from zeronet.optimizers import SDLM, Momentum, PiecewiseConstant
 from zeronet.trainer import Trainer
 
 PAPER = "LeCun et al. 1998, Proc. IEEE 86(11), §III.C and Fig. 9"
@@ -33,6 +33,7 @@ class Row(NamedTuple):
     lr: float = 0.01              # base learning rate, chosen on the validation split
     rbf_lr: Optional[float] = None  # the same with the RBF output; None: no RBF version
     output: str = "softmax"       # output layer, "softmax" or "rbf", chosen on the validation split
+    optimizer: str = "momentum"   # "momentum" (minibatch SGD) or "sdlm" (the paper's)
 
 
 # The LeNet-5 rows' output layers, chosen on the validation split (see
@@ -101,6 +102,13 @@ LR_RATIOS = [1.0, 0.4, 0.2, 0.1, 0.02]
 # The paper used single examples; batch 16 is the smallest we tried in full.
 # Not in the paper (SDLM has no momentum); 0.9 as in Krizhevsky et al. 2012 §5.
 MOMENTUM = 0.9
+# SDLM (paper §III.C and Appendix C): mu = 0.02, the curvature re-estimated
+# on 500 training examples before every pass, global rate 0.0005 at first
+# for updates after single examples. A minibatch update averages B
+# gradients, so B times the rate moves as far as B single-example updates.
+SDLM_MU = 0.02
+SDLM_SAMPLES = 500
+SDLM_RATE = 0.0005
 BATCH_SIZE = 16
 WEIGHT_DECAY = 0.0
 AVERAGE = 0.0
@@ -192,8 +200,11 @@ def build_parser():
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
                     help="L2 weight decay (Momentum's rule, Krizhevsky et al. 2012 §5)")
-    ap.add_argument("--momentum", type=common.fraction, default=MOMENTUM,
-                    help="momentum of SGD (the paper's SDLM has none)")
+    ap.add_argument("--optimizer", choices=["momentum", "sdlm"], default=None,
+                    help="minibatch SGD with momentum, or the paper's stochastic diagonal "
+                         "Levenberg-Marquardt (default: each row's own, see ROWS)")
+    ap.add_argument("--momentum", type=common.fraction, default=None,
+                    help=f"momentum (default: {MOMENTUM} for SGD, none for SDLM as in the paper)")
     ap.add_argument("--average", type=common.fraction, default=AVERAGE,
                     help="decay of the moving average of the weights used for evaluation "
                          "(Polyak averaging; 0 = off)")
@@ -237,10 +248,17 @@ def train_row(name, args, data, run_dir, resume):
     rng = np.random.default_rng(args.seed)
     output = row_output(row, args)
     network = row.build(rng, args, output)
-    base_lr = args.lr if args.lr is not None else (row.rbf_lr if output == "rbf" else row.lr)
+    optimizer_name = args.optimizer or row.optimizer
+    if optimizer_name == "sdlm":
+        base_lr = args.lr if args.lr is not None else SDLM_RATE * args.batch_size
+        optimizer = SDLM(lr=base_lr, mu=SDLM_MU, samples=SDLM_SAMPLES,
+                         momentum=args.momentum or 0.0, average=args.average or None)
+    else:
+        base_lr = args.lr if args.lr is not None else (row.rbf_lr if output == "rbf" else row.lr)
+        optimizer = Momentum(lr=base_lr, weight_decay=args.weight_decay,
+                             momentum=MOMENTUM if args.momentum is None else args.momentum,
+                             average=args.average or None)
     schedule = PiecewiseConstant(LR_BOUNDARIES, [base_lr * r for r in LR_RATIOS])
-    optimizer = Momentum(lr=base_lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                         average=args.average or None)
     augment = None
     if name == "lenet5-distortions":
         from zeronet.augment import RandomAffine
@@ -266,7 +284,7 @@ def train_row(name, args, data, run_dir, resume):
         "train_error": history[-1]["train_error"], "epochs": len(history),
         "parameters": network.num_parameters(), "seconds_per_epoch": float(np.mean(seconds)),
         "input_side": row.side, "quick": bool(args.quick), "base_lr": base_lr,
-        "output": output,
+        "output": output, "optimizer": optimizer_name,
         **({"rubbish_penalty": args.rubbish_penalty} if output == "rbf" else {}),
     }
     zeronet.save(network, row_dir / f"{name}.h5", metadata={**result, "history": history})
@@ -345,7 +363,8 @@ def evaluate_weights(args):
 
 # Settings an interrupted run keeps when resumed (see common.restore_config).
 RUN_SETTINGS = ["model", "all", "quick", "val", "seed", "lr", "batch_size", "weight_decay", "average",
-                "momentum", "activation", "epochs", "threads", "output", "rubbish_penalty"]
+                "momentum", "activation", "epochs", "threads", "output", "rubbish_penalty",
+                "optimizer"]
 
 
 def run_tag(args):
@@ -369,7 +388,7 @@ def main(argv=None):
         run_dir = common.find_resume_dir(args.out, run_tag(args), args.resume)
         # Before --output existed, every row trained with softmax.
         common.restore_config(args, parser, run_dir, RUN_SETTINGS, may_change=("epochs",),
-                              before_flag={"output": "softmax"})
+                              before_flag={"output": "softmax", "optimizer": "momentum"})
     else:
         run_dir = common.new_run_dir(args.out, run_tag(args))
     common.set_threads(args.threads)     # after --resume has restored the run's own

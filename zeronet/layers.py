@@ -22,12 +22,15 @@ class Parameter:
     ``name`` is qualified (``"conv1/W"``) once the layer joins a network.
     ``mask`` (same shape, bool) marks the entries that exist: LeNet-5's C3
     connection table makes some weights structurally zero. ``decay`` says
-    whether weight decay applies (weights yes, biases no).
+    whether weight decay applies (weights yes, biases no). ``curvature``
+    holds the estimate of d2L/dw2 from the last curvature pass (see
+    :meth:`Layer.curvature_backward`), None before the first.
     """
 
     def __init__(self, data, name, *, mask=None, decay=True):
         self.data = data
         self.grad = np.zeros_like(data)
+        self.curvature = None
         self.name = name
         self.mask = mask
         self.decay = decay
@@ -60,6 +63,24 @@ class Layer:
     def backward(self, dout):
         raise NotImplementedError
 
+    def curvature_backward(self, d2out):
+        """The second-derivative pass of stochastic diagonal Levenberg-Marquardt
+        (LeCun et al. 1998, Appendix C; used by :class:`~zeronet.optimizers.SDLM`).
+
+        Like ``backward``, but with squared derivatives: given an estimate of
+        d2E/dy2 for every output (the shape of y), fill each parameter's
+        ``curvature`` with d2E/dw2 and return d2E/dx2 (the shape of x). It
+        is the paper's approximation (Gauss-Newton, on the diagonal): the
+        squared first derivatives carry the curvature back; the terms with a
+        second derivative of a layer's own function, and the cross terms
+        between units, are left out, so it never goes negative. (Only
+        :class:`RBF` adds its own: its squared distances are where the
+        criterion's curvature comes from.) Call it after ``forward``, as
+        ``backward``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no curvature pass, which "
+                                  f"the SDLM optimizer needs")
+
     def config(self):
         """Constructor arguments as JSON-friendly values."""
         return {}
@@ -84,6 +105,18 @@ def _generator(rng):
     """The generator to draw from: the one given, else a fixed-seed one (a
     network rebuilt from a file overwrites these draws when it loads)."""
     return rng if rng is not None else np.random.default_rng(0)
+
+
+def _elementwise_curvature(layer, d2out):
+    """``curvature_backward`` of a layer with ``y_i = f(x_i)``: d2E/dx_i2 =
+    f'(x_i)^2 d2E/dy_i2, that is ``backward`` applied twice."""
+    return layer.backward(layer.backward(d2out))
+
+
+def _zero_one_curvature(layer, d2out):
+    """``curvature_backward`` of a layer whose every derivative dy/dx is 0 or
+    1 (Flatten, MaxPooling): squaring changes nothing, so it is ``backward``."""
+    return layer.backward(d2out)
 
 
 def _check_ndim(x, ndim, layer, what="(N, C, H, W)"):
@@ -234,19 +267,31 @@ class Convolution(Layer):
 
     def backward(self, dout):
         W, b = self.params["W"], self.params["b"]
+        return self._backprop(dout, self.col, self.col_W, W.grad, b.grad)
+
+    def curvature_backward(self, d2out):
+        # y = col W^T + b is linear: the same pass with every factor squared.
+        W, b = self.params["W"], self.params["b"]
+        W.curvature, b.curvature = np.empty_like(W.data), np.empty_like(b.data)
+        return self._backprop(d2out, np.square(self.col), np.square(self.col_W),
+                              W.curvature, b.curvature)
+
+    def _backprop(self, dout, col, col_W, dW, db):
+        """Fill ``dW``, ``db`` from ``dout (N, OC, OH, OW)`` and the forward's
+        ``col``, ``col_W`` (or their squares); return dx (or None)."""
         G, OC = self.groups, self.out_channels
-        K = self.col_W.shape[2]
-        b.grad[...] = np.einsum("nchw->c", dout)      # 2x faster than sum(axis=(0, 2, 3))
+        K = col_W.shape[2]
+        db[...] = np.einsum("nchw->c", dout)      # 2x faster than sum(axis=(0, 2, 3))
         dout = dout.transpose(0, 2, 3, 1).reshape(-1, OC)    # (N*OH*OW, OC), like col's rows
-        dW = W.grad.reshape(G, OC // G, K)
-        dcol = self._work_array("dcol", self.col.shape) if self.input_grad else None
+        dW_groups = dW.reshape(G, OC // G, K)
+        dcol = self._work_array("dcol", col.shape) if self.input_grad else None
         for g in range(G):
             dout_g = dout[:, g * OC // G:(g + 1) * OC // G]
-            np.matmul(dout_g.T, self.col[:, g * K:(g + 1) * K], out=dW[g])
+            np.matmul(dout_g.T, col[:, g * K:(g + 1) * K], out=dW_groups[g])
             if self.input_grad:
-                np.matmul(dout_g, self.col_W[g], out=dcol[:, g * K:(g + 1) * K])
-        if W.mask is not None:
-            W.grad *= W.mask
+                np.matmul(dout_g, col_W[g], out=dcol[:, g * K:(g + 1) * K])
+        if self.params["W"].mask is not None:
+            dW *= self.params["W"].mask
         if not self.input_grad:
             return None
         if self._covers_input(self.x_shape):
@@ -310,6 +355,8 @@ class MaxPooling(Layer):
     def backward(self, dout):
         return kernels.maxpool_backward(np.ascontiguousarray(dout), self.arg_max, self.x_shape,
                                         self.kernel_size, self.stride, self.pad)
+
+    curvature_backward = _zero_one_curvature
 
 
 def _sum_of_shifts(a, axis, kernel, stride, count):
@@ -395,6 +442,11 @@ class AvgPooling(Layer):
         return _window_sums_backward(dout / dout.dtype.type(kk), self.x_shape,
                                      self.kernel_size, self.stride, self.pad)
 
+    def curvature_backward(self, d2out):
+        # Every derivative is 1/kk, so its square is 1/kk^2: backward of d2out/kk.
+        kk = self.kernel_size[0] * self.kernel_size[1]
+        return self.backward(d2out / d2out.dtype.type(kk))
+
 
 class Subsampling(Layer):
     """LeNet's trainable subsampling (LeCun et al. 1998 §II.B, layer S2):
@@ -431,9 +483,20 @@ class Subsampling(Layer):
 
     def backward(self, dout):
         coeff, b = self.params["coeff"], self.params["b"]
-        coeff.grad[...] = np.einsum("nchw,nchw->c", dout, self.window_sum)
-        b.grad[...] = np.einsum("nchw->c", dout)
-        return _window_sums_backward(dout * coeff.data[:, None, None], self.x_shape,
+        return self._backprop(dout, self.window_sum, coeff.data, coeff.grad, b.grad)
+
+    def curvature_backward(self, d2out):
+        # Linear in the window sums, the coefficients and the bias: the same
+        # pass with every factor squared.
+        coeff, b = self.params["coeff"], self.params["b"]
+        coeff.curvature, b.curvature = np.empty_like(coeff.data), np.empty_like(b.data)
+        return self._backprop(d2out, np.square(self.window_sum), np.square(coeff.data),
+                              coeff.curvature, b.curvature)
+
+    def _backprop(self, dout, window_sum, coeff, dcoeff, db):
+        dcoeff[...] = np.einsum("nchw,nchw->c", dout, window_sum)
+        db[...] = np.einsum("nchw->c", dout)
+        return _window_sums_backward(dout * coeff[:, None, None], self.x_shape,
                                      self.kernel_size, self.kernel_size, (0, 0))
 
 
@@ -469,9 +532,19 @@ class Affine(Layer):
 
     def backward(self, dout):
         W, b = self.params["W"], self.params["b"]
-        np.matmul(self.x.T, dout, out=W.grad)
-        b.grad[...] = dout.sum(axis=0)
-        return (dout @ W.data.T).reshape(self.x_shape)
+        return self._backprop(dout, self.x, W.data, W.grad, b.grad)
+
+    def curvature_backward(self, d2out):
+        # Linear: the same pass with x and W squared.
+        W, b = self.params["W"], self.params["b"]
+        W.curvature, b.curvature = np.empty_like(W.data), np.empty_like(b.data)
+        return self._backprop(d2out, np.square(self.x), np.square(W.data),
+                              W.curvature, b.curvature)
+
+    def _backprop(self, dout, x, W, dW, db):
+        np.matmul(x.T, dout, out=dW)
+        db[...] = dout.sum(axis=0)
+        return (dout @ W.T).reshape(self.x_shape)
 
 
 class RBF(Layer):
@@ -523,6 +596,19 @@ class RBF(Layer):
         dx *= self.dtype.type(2)
         return dx
 
+    def curvature_backward(self, d2out):
+        """Second derivatives in the paper's way (Appendix C): the curvature
+        is that of a criterion linear in the penalties, ``sum_i c_i y_i``
+        (the MSE criterion ``y_D``: c is 1 for the true class, 0 otherwise;
+        see :meth:`MAPLoss.curvature`), and ``d2out (N, K)`` carries the
+        ``c_i`` (divided by N, as every loss's derivatives). Each penalty is
+        a sum of squares whose second derivative is 2 in every input, so
+        d2E/dx_j2 = 2 sum_i c_i: exact, and the Gauss-Newton of a sum of
+        squares at the same time. Shapes: ``(N, K)`` -> ``(N, D)``.
+        """
+        weight = self.dtype.type(2) * d2out.sum(axis=1, keepdims=True, dtype=self.dtype)
+        return np.broadcast_to(weight, self.x.shape).copy()
+
 
 class Flatten(Layer):
     """``(N, C, H, W)`` -> ``(N, C*H*W)``. Saved: ``x_shape``."""
@@ -533,6 +619,8 @@ class Flatten(Layer):
 
     def backward(self, dout):
         return dout.reshape(self.x_shape)
+
+    curvature_backward = _zero_one_curvature
 
 
 # ----------------------------------------------------------- activations ----
@@ -547,6 +635,8 @@ class ReLU(Layer):
     def backward(self, dout):
         return np.where(self.mask, dout.dtype.type(0), dout)
 
+    curvature_backward = _elementwise_curvature
+
 
 class Sigmoid(Layer):
     """Logistic ``1 / (1 + exp(-x))`` (book §5.5.2). Saved: ``out``."""
@@ -560,6 +650,8 @@ class Sigmoid(Layer):
     def backward(self, dout):
         return dout * (1 - self.out) * self.out
 
+    curvature_backward = _elementwise_curvature
+
 
 class Tanh(Layer):
     """Hyperbolic tangent. Saved: ``out``."""
@@ -570,6 +662,8 @@ class Tanh(Layer):
 
     def backward(self, dout):
         return dout * (1 - self.out * self.out)
+
+    curvature_backward = _elementwise_curvature
 
 
 class ScaledTanh(Layer):
@@ -606,6 +700,8 @@ class ScaledTanh(Layer):
         dx += t(self.A * self.S)
         dx *= dout
         return dx
+
+    curvature_backward = _elementwise_curvature
 
 
 class LRN(Layer):
@@ -683,3 +779,5 @@ class Dropout(Layer):
         if self.mask is None:
             return dout * dout.dtype.type(1 - self.ratio)
         return dout * self.mask
+
+    curvature_backward = _elementwise_curvature

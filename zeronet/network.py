@@ -51,6 +51,15 @@ class Sequential:
             dx = layer.backward(dx)
         return dx if self.input_grad else None
 
+    def curvature_backward(self):
+        """Fill every parameter's ``curvature`` with the Gauss-Newton estimate
+        of d2L/dw2 on the diagonal, for the batch of the last ``loss`` call
+        (LeCun et al. 1998, Appendix C; see :class:`~zeronet.optimizers.SDLM`).
+        Like :meth:`backward`, it stops at the first layer with parameters."""
+        d2 = self.loss_layer.curvature()
+        for layer in reversed(list(self.layers.values())[self._first_trainable:]):
+            d2 = layer.curvature_backward(d2)
+
     def parameters(self):
         """All parameters, in layer order."""
         return [p for layer in self.layers.values() for p in layer.params.values()]

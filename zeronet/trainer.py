@@ -98,6 +98,13 @@ class Trainer:
         if self.schedule is not None:
             self.optimizer.lr = self.schedule.lr(epoch)
         params = self.network.parameters()
+        if hasattr(self.optimizer, "estimate_curvature"):
+            # SDLM: the paper re-estimates the curvature on 500 random
+            # training examples before every pass and keeps it for the pass.
+            pick = self.rng.choice(len(x), size=min(self.optimizer.samples, len(x)),
+                                   replace=False)
+            xs = x[pick] if self.augment is None else self.augment(x[pick], self.rng)
+            self.optimizer.estimate_curvature(self.network, xs, t[pick])
         order = self.rng.permutation(len(x))
         steps = math.ceil(len(x) / self.batch_size)
         loss_sum, wrong, seen = 0.0, 0, 0
