@@ -93,6 +93,14 @@ def test_resuming_a_lenet5_run_from_before_output_existed_keeps_softmax(tmp_path
     assert result["epochs"] == 2 and result["output"] == "softmax"
 
 
+def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
+    out, result = resume_after_one_pass(tmp_path, "lenet5", "--optimizer", "sdlm", "--lr", "1e-4")
+    assert "resumed from" in out
+    assert result["optimizer"] == "sdlm" and result["base_lr"] == 1e-4
+    assert result["test_error"] < 0.5         # it learns: chance is 0.9
+    assert "LeNet-5: the paper's optimizer, SDLM" in out
+
+
 def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
     data = mnist_dir()
     weights = REPO / "reproduce" / "weights" / "lenet5.h5"
@@ -138,3 +146,9 @@ def test_lenet_rows_take_their_validated_output_unless_told():
     text = lenet.departures({"lenet5": {"output": "rbf"}, "mlp300": {}})
     assert "LeNet-5: the paper's output layer" in text
     assert "28x28-300-10: an affine output layer" in text
+    assert "LeNet-5, 28x28-300-10: the optimizer is minibatch SGD" in text
+    text = lenet.departures({"lenet5": {"optimizer": "sdlm", "base_lr": 0.0002, "momentum": 0.9},
+                             "mlp300": {"optimizer": "momentum"}})
+    assert "LeNet-5: the paper's optimizer, SDLM" in text
+    assert "base rate of 0.0002 with momentum 0.9 (the paper: none)" in " ".join(text.split())
+    assert "28x28-300-10: the optimizer is minibatch SGD" in text

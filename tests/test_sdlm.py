@@ -221,6 +221,8 @@ def test_sdlm_without_a_curvature_estimate_raises():
 def test_sdlm_rejects_a_mu_that_does_not_bound_the_step(mu):
     with pytest.raises(ValueError, match="mu"):
         optimizers.SDLM(mu=mu)
+    with pytest.raises(ValueError, match="estimates_per_pass"):
+        optimizers.SDLM(estimates_per_pass=0)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
@@ -233,6 +235,18 @@ def test_trainer_with_sdlm_learns(momentum):
     history = trainer.fit(x, t, xv, tv)
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
     assert history[-1]["val_error"] < 0.05
+
+
+@pytest.mark.parametrize("per_pass", [1, 3])
+def test_trainer_estimates_the_curvature_before_every_pass_or_more_often(per_pass):
+    x, t = blobs(0, n=100)
+    net = models.mlp(np.random.default_rng(2), (8,), in_features=6, num_classes=3)
+    sdlm = optimizers.SDLM(lr=0.01, samples=30, estimates_per_pass=per_pass)
+    calls = []
+    estimate = sdlm.estimate_curvature
+    sdlm.estimate_curvature = lambda *a, **k: (calls.append(len(a[1])), estimate(*a, **k))
+    quiet_trainer(net, sdlm, epochs=2, batch_size=10, rng=np.random.default_rng(3)).fit(x, t)
+    assert calls == [30] * 2 * per_pass      # 10 steps a pass
 
 
 @pytest.mark.parametrize("output", ["rbf", "softmax"])

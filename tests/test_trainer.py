@@ -113,7 +113,8 @@ def setup(kind):
         # The curvature is re-estimated every pass from examples the trainer's
         # generator picks (and augments): the resumed run must pick the same.
         net = conv_dropout_net(rng)
-        optimizer = optimizers.SDLM(lr=0.01, samples=40, momentum=0.5)
+        optimizer = optimizers.SDLM(lr=0.01, samples=40, momentum=0.5,
+                                    estimates_per_pass=3)
         augment, reshape = add_noise, True
     return net, optimizer, schedule, augment, reshape
 

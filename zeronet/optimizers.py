@@ -154,16 +154,27 @@ class SDLM(Optimizer):
     the step finite where ``h_k`` is nearly 0.
 
     The paper's values: ``mu = 0.02``, 500 samples, and a global rate from
-    0.0005 down to 0.00001 for updates after *single* examples; a minibatch
-    step averages B gradients, so B times that rate moves about as far.
+    0.0005 down to 0.00001 for updates after *single* examples. A minibatch
+    step averages B gradients, and B times that rate would move about as
+    far, but the B gradients all push at once: for LeNet-5 at batch 16,
+    even 0.0005 itself drove the network into saturation in its first pass
+    (see reproduce/lenet.py, SDLM_LR).
     ``momentum`` (the paper's has none) adds ``v <- momentum v - step``.
+    ``estimates_per_pass`` > 1 re-estimates ``h`` that many times per pass:
+    from small initial weights the curvature grows by orders of magnitude
+    during the first pass, and a step sized for the start can then be far
+    too large.
     """
 
-    def __init__(self, lr=0.0005, mu=0.02, samples=500, momentum=0.0, average=None):
+    def __init__(self, lr=0.0005, mu=0.02, samples=500, momentum=0.0, estimates_per_pass=1,
+                 average=None):
         super().__init__(lr, average)
         if not mu > 0:
             raise ValueError(f"SDLM's mu must be positive (it bounds the step), got {mu}")
+        if estimates_per_pass < 1:
+            raise ValueError(f"estimates_per_pass must be at least 1, got {estimates_per_pass}")
         self.mu, self.samples, self.momentum = float(mu), int(samples), float(momentum)
+        self.estimates_per_pass = int(estimates_per_pass)
 
     def estimate_curvature(self, network, x, t, batch_size=100):
         """Set every parameter's step factor ``1 / (mu + h)`` from the mean

@@ -94,24 +94,30 @@ class Trainer:
             self.optimizer.apply_average(params)
         return self.history
 
+    def _estimate_curvature(self, x, t):
+        """SDLM's curvature from ``optimizer.samples`` random training
+        examples (augmented like the batches they stand for)."""
+        pick = self.rng.choice(len(x), size=min(self.optimizer.samples, len(x)), replace=False)
+        xs = x[pick] if self.augment is None else self.augment(x[pick], self.rng)
+        self.optimizer.estimate_curvature(self.network, xs, t[pick])
+
     def _train_epoch(self, epoch, x, t):
         if self.schedule is not None:
             self.optimizer.lr = self.schedule.lr(epoch)
         params = self.network.parameters()
-        if hasattr(self.optimizer, "estimate_curvature"):
-            # SDLM: the paper re-estimates the curvature on 500 random
-            # training examples before every pass and keeps it for the pass.
-            pick = self.rng.choice(len(x), size=min(self.optimizer.samples, len(x)),
-                                   replace=False)
-            xs = x[pick] if self.augment is None else self.augment(x[pick], self.rng)
-            self.optimizer.estimate_curvature(self.network, xs, t[pick])
         order = self.rng.permutation(len(x))
         steps = math.ceil(len(x) / self.batch_size)
+        # SDLM: the paper re-estimates the curvature before every pass and
+        # keeps it for the pass; estimates_per_pass > 1 refreshes it within.
+        per_pass = getattr(self.optimizer, "estimates_per_pass", 0)
+        estimate_every = math.ceil(steps / per_pass) if per_pass else 0
         loss_sum, wrong, seen = 0.0, 0, 0
         began = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
                    disable=not self.progress, leave=False)
         for step in bar:
+            if estimate_every and step % estimate_every == 0:
+                self._estimate_curvature(x, t)
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
             xb, tb = x[idx], t[idx]
             if self.augment is not None:
