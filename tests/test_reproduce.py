@@ -98,7 +98,8 @@ def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
     assert "resumed from" in out
     assert result["optimizer"] == "sdlm" and result["base_lr"] == 1e-4
     assert result["test_error"] < 0.5         # it learns: chance is 0.9
-    assert "LeNet-5: the paper's optimizer, SDLM" in out
+    (run_dir,) = tmp_path.glob("lenet-lenet5-quick-*")
+    assert "LeNet-5: the paper's optimizer, SDLM" in (run_dir / "report.md").read_text()
 
 
 def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
