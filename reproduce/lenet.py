@@ -142,18 +142,19 @@ OUTPUT_DEPARTURE = {
 }
 OPTIMIZER_DEPARTURE = {
     "momentum": """\
-- {rows}: the optimizer is minibatch SGD (batch 16, momentum 0.9), not
+- {rows}: the optimizer is minibatch SGD (batch {batch}{momentum}), not
   stochastic diagonal Levenberg-Marquardt (SDLM) on single examples. The
   learning-rate schedule keeps the paper's shape (steps after passes 2, 5,
   8 and 12, ratios 1 : 0.4 : 0.2 : 0.1 : 0.02) around a base rate chosen on
   the last 10,000 training images held out, never on the test set: 0.0005
   for LeNet-5 with RBF outputs, 0.015 for LeNet-5 with softmax, 0.01 for
-  the other rows. The paper's SDLM (--optimizer sdlm) did worse there.""",
+  the other rows. The paper's SDLM (--optimizer sdlm) did worse there on
+  LeNet-5 with RBF outputs.""",
     "sdlm": """\
 - {rows}: the paper's optimizer, SDLM (mu = 0.02, the curvature
-  re-estimated on 500 training examples before every pass, the paper's
-  schedule), but on minibatches of 16 rather than single examples, at a
-  base rate of {lr:g}{momentum}.""",
+  re-estimated on 500 training examples before every pass, the shape of the
+  paper's schedule), but on minibatches of {batch} rather than single
+  examples, at a base rate of {lr:g} (the paper: 0.0005){momentum}.""",
 }
 DEPARTURES = """\
 - Distortions (LeNet-5 with distortions): every training image is distorted
@@ -194,11 +195,15 @@ def departures(results):
     for name, r in results.items():
         rows_by_optimizer.setdefault(r.get("optimizer", "momentum"), []).append(name)
     for optimizer, names in sorted(rows_by_optimizer.items()):
+        # Runs from before these were recorded used the defaults.
         first = results[names[0]]
-        momentum = first.get("momentum") or 0
+        momentum = first.get("momentum", MOMENTUM if optimizer == "momentum" else 0.0)
+        momentum_text = {"momentum": f", momentum {momentum:g}" if momentum else ", no momentum",
+                         "sdlm": f" with momentum {momentum:g} (the paper: none)" if momentum
+                         else ""}[optimizer]
         bullets.append(OPTIMIZER_DEPARTURE[optimizer].format(
             rows=", ".join(ROWS[n].label for n in names), lr=first.get("base_lr", 0),
-            momentum=f" with momentum {momentum:g} (the paper: none)" if momentum else ""))
+            batch=first.get("batch_size", BATCH_SIZE), momentum=momentum_text))
     # Refilled: the list of rows makes the first line arbitrarily long.
     return "".join(textwrap.fill(" ".join(b.split()), 76, subsequent_indent="  ") + "\n"
                    for b in bullets) + DEPARTURES
@@ -307,6 +312,7 @@ def train_row(name, args, data, run_dir, resume):
         "parameters": network.num_parameters(), "seconds_per_epoch": float(np.mean(seconds)),
         "input_side": row.side, "quick": bool(args.quick), "base_lr": base_lr,
         "output": output, "optimizer": optimizer_name, "momentum": optimizer.momentum,
+        "batch_size": args.batch_size,
         **({"rubbish_penalty": args.rubbish_penalty} if output == "rbf" else {}),
     }
     zeronet.save(network, row_dir / f"{name}.h5", metadata={**result, "history": history})
@@ -397,6 +403,8 @@ def run_tag(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.optimizer == "sdlm" and args.weight_decay:
+        parser.error("--weight-decay is part of momentum SGD's rule; SDLM has none")
     if args.weights:
         common.set_threads(args.threads)
         name, result = evaluate_weights(args)

@@ -151,5 +151,6 @@ def test_lenet_rows_take_their_validated_output_unless_told():
     text = lenet.departures({"lenet5": {"optimizer": "sdlm", "base_lr": 0.0002, "momentum": 0.9},
                              "mlp300": {"optimizer": "momentum"}})
     assert "LeNet-5: the paper's optimizer, SDLM" in text
-    assert "base rate of 0.0002 with momentum 0.9 (the paper: none)" in " ".join(text.split())
-    assert "28x28-300-10: the optimizer is minibatch SGD" in text
+    assert "base rate of 0.0002 (the paper: 0.0005) with momentum 0.9 (the paper: none)" in (
+        " ".join(text.split()))
+    assert "28x28-300-10: the optimizer is minibatch SGD (batch 16, momentum 0.9)" in text

@@ -494,6 +494,9 @@ class Subsampling(Layer):
                               coeff.curvature, b.curvature)
 
     def _backprop(self, dout, window_sum, coeff, dcoeff, db):
+        """Shared by backward (gradients) and curvature_backward (squares):
+        fill ``dcoeff``, ``db (C,)`` from ``dout (N, C, OH, OW)``, the window
+        sums and the coefficients; return dx ``(N, C, H, W)``."""
         dcoeff[...] = np.einsum("nchw,nchw->c", dout, window_sum)
         db[...] = np.einsum("nchw->c", dout)
         return _window_sums_backward(dout * coeff[:, None, None], self.x_shape,
@@ -542,6 +545,9 @@ class Affine(Layer):
                               W.curvature, b.curvature)
 
     def _backprop(self, dout, x, W, dW, db):
+        """Shared by backward (gradients) and curvature_backward (squares):
+        fill ``dW (D, M)``, ``db (M,)`` from ``dout (N, M)``, ``x (N, D)`` and
+        ``W``; return dx in x's original shape."""
         np.matmul(x.T, dout, out=dW)
         db[...] = dout.sum(axis=0)
         return (dout @ W.T).reshape(self.x_shape)
@@ -596,17 +602,22 @@ class RBF(Layer):
         dx *= self.dtype.type(2)
         return dx
 
-    def curvature_backward(self, d2out):
-        """Second derivatives in the paper's way (Appendix C): the curvature
-        is that of a criterion linear in the penalties, ``sum_i c_i y_i``
-        (the MSE criterion ``y_D``: c is 1 for the true class, 0 otherwise;
-        see :meth:`MAPLoss.curvature`), and ``d2out (N, K)`` carries the
-        ``c_i`` (divided by N, as every loss's derivatives). Each penalty is
-        a sum of squares whose second derivative is 2 in every input, so
-        d2E/dx_j2 = 2 sum_i c_i: exact, and the Gauss-Newton of a sum of
-        squares at the same time. Shapes: ``(N, K)`` -> ``(N, D)``.
+    def curvature_backward(self, penalty_weights):
+        """Second derivatives in the paper's way (Appendix C), for use with
+        :class:`~zeronet.losses.MAPLoss` only (``Sequential`` checks this).
+
+        The curvature is that of a criterion linear in the penalties,
+        ``sum_i c_i y_i`` (the paper's MSE criterion ``y_D``: c is 1 for the
+        true class, 0 otherwise; see :meth:`MAPLoss.curvature`), and
+        ``penalty_weights (N, K)`` are the ``c_i`` (divided by N, as every
+        loss's derivatives): *not* second derivatives of the scores, as
+        other layers receive. Each penalty is a sum of squares whose second
+        derivative is 2 in every input, so d2E/dx_j2 = 2 sum_i c_i: exact,
+        and the Gauss-Newton of a sum of squares at the same time.
+        Shapes: ``(N, K)`` -> ``(N, D)``.
         """
-        weight = self.dtype.type(2) * d2out.sum(axis=1, keepdims=True, dtype=self.dtype)
+        weight = self.dtype.type(2) * penalty_weights.sum(axis=1, keepdims=True,
+                                                          dtype=self.dtype)
         return np.broadcast_to(weight, self.x.shape).copy()
 
 

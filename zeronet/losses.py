@@ -116,7 +116,7 @@ class MAPLoss(SoftmaxWithLoss):
         linear in the scores too, so what goes back is the weight of each
         penalty in the criterion (1/N for the true class): the
         :class:`~zeronet.layers.RBF` layer turns it into the curvature of
-        its squared distances.
+        its squared distances. So this works with an RBF output layer only.
         """
         weight = np.zeros_like(self.y)
         weight[np.arange(len(self.t)), self.t] = 1 / len(self.t)

@@ -56,6 +56,16 @@ class Sequential:
         of d2L/dw2 on the diagonal, for the batch of the last ``loss`` call
         (LeCun et al. 1998, Appendix C; see :class:`~zeronet.optimizers.SDLM`).
         Like :meth:`backward`, it stops at the first layer with parameters."""
+        # RBF and MAPLoss hand over the paper's criterion together (see
+        # RBF.curvature_backward): either one alone would mean something else.
+        layers = list(self.layers.values())
+        rbf_output = bool(layers) and type(layers[-1]).__name__ == "RBF"
+        map_loss = type(self.loss_layer).__name__ == "MAPLoss"
+        if rbf_output != map_loss:
+            raise ValueError("the curvature pass takes the paper's criterion from an RBF output "
+                             "layer and the MAPLoss together; this network has "
+                             f"{type(layers[-1]).__name__ if layers else 'no'} output layer and "
+                             f"{type(self.loss_layer).__name__}")
         d2 = self.loss_layer.curvature()
         for layer in reversed(list(self.layers.values())[self._first_trainable:]):
             d2 = layer.curvature_backward(d2)

@@ -155,15 +155,20 @@ class SDLM(Optimizer):
 
     The paper's values: ``mu = 0.02``, 500 samples, and a global rate from
     0.0005 down to 0.00001 for updates after *single* examples. A minibatch
-    step averages B gradients, and B times that rate would move about as
-    far, but the B gradients all push at once: for LeNet-5 at batch 16,
-    even 0.0005 itself drove the network into saturation in its first pass
-    (see reproduce/lenet.py, SDLM_LR).
+    update takes one step along the mean gradient of B examples where the
+    paper took B small steps, each after looking at the new weights; at the
+    same rate per step that is already bolder. For LeNet-5 at batch 16 even
+    0.0005 drove the network into saturation in its first pass (see
+    reproduce/lenet.py, SDLM_LR).
     ``momentum`` (the paper's has none) adds ``v <- momentum v - step``.
-    ``estimates_per_pass`` > 1 re-estimates ``h`` that many times per pass:
-    from small initial weights the curvature grows by orders of magnitude
-    during the first pass, and a step sized for the start can then be far
-    too large.
+    ``estimates_per_pass`` > 1 re-estimates ``h`` that many times per pass,
+    evenly spaced: from small initial weights the curvature grows by orders
+    of magnitude during the first pass, so a step sized at the start can
+    become far too large.
+
+    The step factors are kept as optimizer state (``"step/<param>"``), so a
+    checkpoint holds everything :meth:`update` needs, even outside the
+    trainer (which re-estimates them at the start of every pass anyway).
     """
 
     def __init__(self, lr=0.0005, mu=0.02, samples=500, momentum=0.0, estimates_per_pass=1,

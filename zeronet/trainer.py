@@ -96,7 +96,8 @@ class Trainer:
 
     def _estimate_curvature(self, x, t):
         """SDLM's curvature from ``optimizer.samples`` random training
-        examples (augmented like the batches they stand for)."""
+        examples, in training mode like the batches they stand for
+        (augmented; Dropout drops)."""
         pick = self.rng.choice(len(x), size=min(self.optimizer.samples, len(x)), replace=False)
         xs = x[pick] if self.augment is None else self.augment(x[pick], self.rng)
         self.optimizer.estimate_curvature(self.network, xs, t[pick])
@@ -108,15 +109,16 @@ class Trainer:
         order = self.rng.permutation(len(x))
         steps = math.ceil(len(x) / self.batch_size)
         # SDLM: the paper re-estimates the curvature before every pass and
-        # keeps it for the pass; estimates_per_pass > 1 refreshes it within.
-        per_pass = getattr(self.optimizer, "estimates_per_pass", 0)
-        estimate_every = math.ceil(steps / per_pass) if per_pass else 0
+        # keeps it for the pass; estimates_per_pass > 1 refreshes it within,
+        # at evenly spaced steps.
+        per_pass = min(getattr(self.optimizer, "estimates_per_pass", 0), steps)
+        estimate_at = {i * steps // per_pass for i in range(per_pass)}
         loss_sum, wrong, seen = 0.0, 0, 0
         began = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
                    disable=not self.progress, leave=False)
         for step in bar:
-            if estimate_every and step % estimate_every == 0:
+            if step in estimate_at:
                 self._estimate_curvature(x, t)
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
             xb, tb = x[idx], t[idx]
