@@ -147,7 +147,7 @@ def test_lenet_rows_take_their_validated_output_unless_told():
     text = lenet.departures({"lenet5": {"output": "rbf"}, "mlp300": {}})
     assert "LeNet-5: the paper's output layer" in text
     assert "28x28-300-10: an affine output layer" in text
-    assert "LeNet-5, 28x28-300-10: the optimizer is minibatch SGD" in text
+    assert "Every row: the optimizer is minibatch SGD" in text
     text = lenet.departures({"lenet5": {"optimizer": "sdlm", "base_lr": 0.0002, "momentum": 0.9},
                              "mlp300": {"optimizer": "momentum"}})
     assert "LeNet-5: the paper's optimizer, SDLM" in text
