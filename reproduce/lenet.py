@@ -106,10 +106,12 @@ MOMENTUM = 0.9
 # curvature re-estimated on 500 training examples before every pass, the
 # global rate 0.0005 at first, for updates after single examples. On the
 # validation split (LeNet-5, RBF output, seed 0, batch 16): base rate 0.008
-# (16 x 0.0005), 0.002 and 0.0005 saturated the network in the first pass
-# (90% error); 0.0002 gave 1.28% after 20 passes; 0.00001 with momentum 0.9
-# 1.51% after 6 passes (momentum SGD: 1.05% there). Momentum SGD's 1.00%
-# is better, so SDLM is not any row's default; SDLM_LR is its best rate.
+# (16 x 0.0005), 0.002, 0.0005 and 0.0003 saturated the network in the
+# first pass (90% error; 0.0003 recovered to 3.46% after 20 passes);
+# 0.0002 gave 1.18% after 20 passes; 0.00001 with momentum 0.9 1.51% after
+# 6 passes (momentum SGD: 1.05% there). Momentum SGD's 1.00% is better,
+# so SDLM is not any row's default; SDLM_LR is its best rate. Every pass:
+# reproduce/results/sdlm_validation.csv.
 SDLM_MU = 0.02
 SDLM_SAMPLES = 500
 SDLM_LR = 0.0002
@@ -149,9 +151,9 @@ OPTIMIZER_DEPARTURE = {
   learning-rate schedule keeps the paper's shape (steps after passes 2, 5,
   8 and 12, ratios 1 : 0.4 : 0.2 : 0.1 : 0.02) around a base rate chosen on
   the last 10,000 training images held out, never on the test set: 0.0005
-  for LeNet-5 with RBF outputs, 0.015 for LeNet-5 with softmax, 0.01 for
-  the other rows. The paper's SDLM (--optimizer sdlm) did worse there on
-  LeNet-5 with RBF outputs.""",
+  for LeNet-5 with RBF outputs, 0.015 for plain LeNet-5 with softmax, 0.01
+  for the other rows (LeNet-5 with distortions included). The paper's SDLM
+  (--optimizer sdlm) did worse there on LeNet-5 with RBF outputs.""",
     "sdlm": """\
 - {rows}: the paper's optimizer, SDLM (mu = 0.02, the curvature
   re-estimated on 500 training examples before every pass, the shape of the
