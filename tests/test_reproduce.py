@@ -102,6 +102,15 @@ def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
     assert "LeNet-5: the paper's optimizer, SDLM" in (run_dir / "report.md").read_text()
 
 
+def test_sdlm_refuses_weight_decay(tmp_path):
+    # SDLM's rule has no decay term: silently dropping the flag would mislead.
+    cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), "--optimizer", "sdlm",
+           "--weight-decay", "0.001", "--quick", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--weight-decay" in proc.stderr
+    assert not list(tmp_path.iterdir())       # refused before any run folder
+
+
 def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
     data = mnist_dir()
     weights = REPO / "reproduce" / "weights" / "lenet5.h5"
