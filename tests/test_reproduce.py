@@ -99,7 +99,9 @@ def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
     assert result["optimizer"] == "sdlm" and result["base_lr"] == 1e-4
     assert result["test_error"] < 0.5         # it learns: chance is 0.9
     (run_dir,) = tmp_path.glob("lenet-lenet5-quick-*")
-    assert "LeNet-5: the paper's optimizer, SDLM" in (run_dir / "report.md").read_text()
+    report = " ".join((run_dir / "report.md").read_text().split())
+    assert "LeNet-5: the paper's optimizer, SDLM" in report
+    assert "running average with weight 0.02" in report       # lenet.SDLM_RUNNING
 
 
 def test_sdlm_refuses_weight_decay(tmp_path):

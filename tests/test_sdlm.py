@@ -246,6 +246,29 @@ def test_sdlm_step_is_rate_over_mu_plus_curvature(momentum):
                          f"SDLM update of {p.name}")
 
 
+def test_sdlm_running_curvature_follows_every_batch():
+    # Appendix C's running average: h moves towards each batch's curvature
+    # by the fraction `running`, and the step uses the updated h.
+    rng = np.random.default_rng(209)
+    net = Sequential([("fc1", L.Affine(4, 5, dtype="float64", rng=rng)), ("act", L.Tanh()),
+                      ("fc2", L.Affine(5, 3, dtype="float64", rng=rng))])
+    x, t = rng.standard_normal((24, 4)), rng.integers(0, 3, size=24)
+    sdlm = optimizers.SDLM(lr=0.3, mu=0.05, running=0.25)
+    sdlm.estimate_curvature(net, x, t)
+    h = {p.name: sdlm.slots[f"h/{p.name}"].copy() for p in net.parameters()}
+    for batch in (slice(0, 8), slice(8, 16)):
+        before = {p.name: p.data.copy() for p in net.parameters()}
+        net.loss(x[batch], t[batch])
+        net.backward()
+        net.curvature_backward()
+        for p in net.parameters():
+            h[p.name] += 0.25 * (p.curvature - h[p.name])
+        sdlm.update(net.parameters())
+        for p in net.parameters():
+            assert_close(p.data, before[p.name] - 0.3 / (0.05 + h[p.name]) * p.grad, 1e-12,
+                         f"SDLM update of {p.name}")
+
+
 def test_sdlm_without_a_curvature_estimate_raises():
     net = Sequential([("fc", L.Affine(4, 3))])
     net.loss(np.ones((2, 4), np.float32), np.array([0, 1]))
@@ -260,14 +283,17 @@ def test_sdlm_rejects_a_mu_that_does_not_bound_the_step(mu):
         optimizers.SDLM(mu=mu)
     with pytest.raises(ValueError, match="estimates_per_pass"):
         optimizers.SDLM(estimates_per_pass=0)
+    with pytest.raises(ValueError, match="running"):
+        optimizers.SDLM(running=1.5)
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.5])
-def test_trainer_with_sdlm_learns(momentum):
+@pytest.mark.parametrize("momentum, running", [(0.0, None), (0.5, None), (0.0, 0.1)])
+def test_trainer_with_sdlm_learns(momentum, running):
     x, t = blobs(0, n=300)
     (x, t), (xv, tv) = (x[:200], t[:200]), (x[200:], t[200:])
     net = models.mlp(np.random.default_rng(2), (16,), in_features=6, num_classes=3)
-    trainer = quiet_trainer(net, optimizers.SDLM(lr=0.02, samples=64, momentum=momentum),
+    trainer = quiet_trainer(net, optimizers.SDLM(lr=0.02, samples=64, momentum=momentum,
+                                                 running=running),
                             epochs=5, batch_size=16, rng=np.random.default_rng(3))
     history = trainer.fit(x, t, xv, tv)
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]

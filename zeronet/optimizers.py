@@ -154,36 +154,43 @@ class SDLM(Optimizer):
     the step finite where ``h_k`` is nearly 0.
 
     The paper's values: ``mu = 0.02``, 500 samples, and a global rate from
-    0.0005 down to 0.00001 for updates after *single* examples. A minibatch
-    update takes one step along the mean gradient of B examples where the
-    paper took B small steps, each after looking at the new weights; at the
-    same rate per step that is already bolder. For LeNet-5 at batch 16 even
-    0.0005 drove the network into saturation in its first pass (see
-    reproduce/lenet.py, SDLM_LR).
-    ``momentum`` (the paper's has none) adds ``v <- momentum v - step``.
-    ``estimates_per_pass`` > 1 re-estimates ``h`` that many times per pass,
-    evenly spaced: from small initial weights the curvature grows by orders
-    of magnitude during the first pass, so a step sized at the start can
-    become far too large.
+    0.0005 down to 0.00001 (for updates after single examples).
 
-    The step factors are kept as optimizer state (``"step/<param>"``), so a
-    checkpoint holds everything :meth:`update` needs, even outside the
-    trainer (which re-estimates them at the start of every pass anyway).
+    ``running`` (e.g. 0.02), if given, keeps ``h`` up to date between the
+    estimates, like the running average of Appendix C: after every batch,
+    ``h <- h + running * (h_batch - h)``, with ``h_batch`` from a curvature
+    pass on that batch (the trainer runs it when ``running`` is set; each
+    step then costs about one more backward pass). LeNet-5 needs it: from
+    the paper's small initial weights the curvature grows by orders of
+    magnitude within the first hundred batches, and with ``h`` from before
+    the pass the steps became so large that the network saturated, even
+    at 0.0005 (reproduce/lenet.py, SDLM_RUNNING). ``estimates_per_pass`` >
+    1 re-estimates ``h`` from ``samples`` examples that many times per
+    pass, evenly spaced (every 250 batches was not often enough).
+    ``momentum`` (the paper's has none) adds ``v <- momentum v - step``.
+
+    ``h`` and the step factors ``1 / (mu + h)`` are optimizer state
+    (``"h/<param>"``, ``"step/<param>"``), so a checkpoint holds everything
+    :meth:`update` needs, even outside the trainer (which re-estimates them
+    at the start of every pass anyway).
     """
 
     def __init__(self, lr=0.0005, mu=0.02, samples=500, momentum=0.0, estimates_per_pass=1,
-                 average=None):
+                 running=None, average=None):
         super().__init__(lr, average)
         if not mu > 0:
             raise ValueError(f"SDLM's mu must be positive (it bounds the step), got {mu}")
         if estimates_per_pass < 1:
             raise ValueError(f"estimates_per_pass must be at least 1, got {estimates_per_pass}")
+        if running is not None and not 0 < running <= 1:
+            raise ValueError(f"running must be in (0, 1], got {running}")
         self.mu, self.samples, self.momentum = float(mu), int(samples), float(momentum)
         self.estimates_per_pass = int(estimates_per_pass)
+        self.running = None if running is None else float(running)
 
     def estimate_curvature(self, network, x, t, batch_size=100):
-        """Set every parameter's step factor ``1 / (mu + h)`` from the mean
-        curvature over the examples ``x (S, ...)``, ``t (S,)``."""
+        """Set every parameter's curvature estimate ``h`` to the mean over the
+        examples ``x (S, ...)``, ``t (S,)``."""
         params = network.parameters()
         self.check_names(params)
         total = {p.name: np.zeros(p.data.shape) for p in params}     # float64 sums
@@ -194,14 +201,20 @@ class SDLM(Optimizer):
             for p in params:
                 total[p.name] += p.curvature * len(xb)     # curvature is a mean over xb
         for p in params:
-            step = 1 / (self.mu + total[p.name] / len(x))
-            self.slots[f"step/{p.name}"] = step.astype(p.data.dtype)
+            h = total[p.name] / len(x)
+            self.slots[f"h/{p.name}"] = h.astype(p.data.dtype)
+            self.slots[f"step/{p.name}"] = (1 / (self.mu + h)).astype(p.data.dtype)
 
     def update_one(self, p):
         step = self.slots.get(f"step/{p.name}")
         if step is None:
             raise RuntimeError(f"SDLM has no curvature estimate for {p.name}: call "
                                f"estimate_curvature() first (the Trainer does, every pass)")
+        if self.running:
+            # p.curvature is this batch's, from the pass the trainer ran.
+            h = self.slots[f"h/{p.name}"]
+            h += self.running * (p.curvature - h)
+            np.divide(1, self.mu + h, out=step)
         change = p.grad * step
         change *= -self.lr
         if self.momentum:

@@ -130,6 +130,8 @@ class Trainer:
                     f"loss became {loss} at epoch {epoch + 1}, batch {step + 1}: training "
                     f"diverged; try a smaller learning rate (now {self.optimizer.lr:g})")
             self.network.backward()
+            if getattr(self.optimizer, "running", None):
+                self.network.curvature_backward()     # SDLM's running curvature
             self.optimizer.update(params)
             # Running training error, measured on the batches as they were
             # trained on (with augmentation and dropout).
