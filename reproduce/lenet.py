@@ -117,7 +117,7 @@ MOMENTUM = 0.9
 # (momentum SGD: 1.05% there). With the curvature also updated after every
 # batch (--running-curvature 0.02, Appendix C's running average): 0.0005
 # 1.07%, 0.001 1.81%. Momentum SGD's 1.00% is better, so SDLM is not any
-# row's default; SDLM_LR and SDLM_RUNNING are its best settings. Every
+# row's default; SDLM_LR and SDLM_RUNNING are the best of those tried. Every
 # pass: reproduce/results/sdlm_validation.csv.
 SDLM_MU = 0.02
 SDLM_SAMPLES = 500
@@ -430,6 +430,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.optimizer == "sdlm" and args.weight_decay:
         parser.error("--weight-decay is part of momentum SGD's rule; SDLM has none")
+    if args.optimizer != "sdlm" and args.running_curvature is not None:
+        parser.error("--running-curvature applies to --optimizer sdlm only")
     if args.weights:
         common.set_threads(args.threads)
         name, result = evaluate_weights(args)
@@ -442,9 +444,12 @@ def main(argv=None):
     if resume:
         run_dir = common.find_resume_dir(args.out, run_tag(args), args.resume)
         # Before --output existed, every row trained with softmax.
+        saved = json.loads((run_dir / "config.json").read_text())
         common.restore_config(args, parser, run_dir, RUN_SETTINGS, may_change=("epochs",),
                               before_flag={"output": "softmax", "optimizer": "momentum",
                                            "running_curvature": 0.0})
+        if "running_curvature" not in saved and args.optimizer == "sdlm" and args.lr is None:
+            args.lr = 0.0002    # SDLM's default rate before --running-curvature existed
     else:
         run_dir = common.new_run_dir(args.out, run_tag(args))
     common.set_threads(args.threads)     # after --resume has restored the run's own

@@ -104,12 +104,16 @@ def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
     assert "running average with weight 0.02" in report       # lenet.SDLM_RUNNING
 
 
-def test_sdlm_refuses_weight_decay(tmp_path):
-    # SDLM's rule has no decay term: silently dropping the flag would mislead.
-    cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), "--optimizer", "sdlm",
-           "--weight-decay", "0.001", "--quick", "--out", str(tmp_path)]
+@pytest.mark.parametrize("flags, named", [
+    (["--optimizer", "sdlm", "--weight-decay", "0.001"], "--weight-decay"),
+    (["--running-curvature", "0.1"], "--running-curvature"),
+])
+def test_flags_of_the_other_optimizer_are_refused(tmp_path, flags, named):
+    # Silently dropping a flag the chosen optimizer has no use for would mislead.
+    cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), *flags, "--quick",
+           "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "--weight-decay" in proc.stderr
+    assert proc.returncode == 2 and named in proc.stderr
     assert not list(tmp_path.iterdir())       # refused before any run folder
 
 

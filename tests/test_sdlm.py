@@ -269,6 +269,26 @@ def test_sdlm_running_curvature_follows_every_batch():
                          f"SDLM update of {p.name}")
 
 
+def test_sdlm_running_curvature_needs_each_batchs_curvature_pass():
+    # Without a fresh curvature pass, a running update would silently reuse
+    # old values: it must refuse (the trainer's per-batch pass prevents it).
+    rng = np.random.default_rng(210)
+    net = Sequential([("fc", L.Affine(4, 3, dtype="float64", rng=rng))])
+    x, t = rng.standard_normal((10, 4)), rng.integers(0, 3, size=10)
+    sdlm = optimizers.SDLM(running=0.5)
+    sdlm.estimate_curvature(net, x, t)
+    net.loss(x, t)
+    net.backward()
+    with pytest.raises(RuntimeError, match="curvature_backward"):
+        sdlm.update(net.parameters())
+    net.curvature_backward()
+    sdlm.update(net.parameters())          # fresh: accepted, and used up
+    net.loss(x, t)
+    net.backward()
+    with pytest.raises(RuntimeError, match="curvature_backward"):
+        sdlm.update(net.parameters())
+
+
 def test_sdlm_without_a_curvature_estimate_raises():
     net = Sequential([("fc", L.Affine(4, 3))])
     net.loss(np.ones((2, 4), np.float32), np.array([0, 1]))
@@ -327,7 +347,8 @@ def test_lenet5_has_a_curvature_pass_through_every_layer(output):
         # curvature, so their step is 1/mu; their gradient is always 0).
         assert np.all(step > 0) and np.all(step <= np.float32(1 / 0.02)), p.name
         # Every parameter gets some curvature: the pass reaches C1.
-        assert np.all(p.curvature >= 0) and np.any(p.curvature > 0), p.name
+        h = sdlm.slots[f"h/{p.name}"]
+        assert np.all(h >= 0) and np.any(h > 0), p.name
     # The output end is never flat (the last bias: F6's before the RBF,
     # whose curvature is f'(a)^2 * 2; else the affine output's, y (1 - y)).
     last = net.parameters()[-1]

@@ -204,6 +204,7 @@ class SDLM(Optimizer):
             h = total[p.name] / len(x)
             self.slots[f"h/{p.name}"] = h.astype(p.data.dtype)
             self.slots[f"step/{p.name}"] = (1 / (self.mu + h)).astype(p.data.dtype)
+            p.curvature = None      # a sample's, not the next batch's (see update_one)
 
     def update_one(self, p):
         step = self.slots.get(f"step/{p.name}")
@@ -211,10 +212,14 @@ class SDLM(Optimizer):
             raise RuntimeError(f"SDLM has no curvature estimate for {p.name}: call "
                                f"estimate_curvature() first (the Trainer does, every pass)")
         if self.running:
-            # p.curvature is this batch's, from the pass the trainer ran.
-            h = self.slots[f"h/{p.name}"]
+            h = self.slots.get(f"h/{p.name}")
+            if p.curvature is None or h is None:
+                raise RuntimeError(f"SDLM(running=...) follows every batch's curvature: call "
+                                   f"network.curvature_backward() after backward() (the "
+                                   f"Trainer does); {p.name} has none")
             h += self.running * (p.curvature - h)
             np.divide(1, self.mu + h, out=step)
+            p.curvature = None      # used: the next update needs the next batch's
         change = p.grad * step
         change *= -self.lr
         if self.momentum:
