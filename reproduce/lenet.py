@@ -116,7 +116,7 @@ MOMENTUM = 0.9
 # after 20 passes; 0.00001 with momentum 0.9 1.51% after 6 passes
 # (momentum SGD: 1.05% there). With the curvature also updated after every
 # batch (--running-curvature 0.02, Appendix C's running average): 0.0005
-# 1.07%, 0.001 1.81%. Momentum SGD's 1.00% is better, so SDLM is not any
+# 1.07%, 0.001 1.81%, 0.0003 1.16%. Momentum SGD's 1.00% is better, so SDLM is not any
 # row's default; SDLM_LR and SDLM_RUNNING are the best of those tried. Every
 # pass: reproduce/results/sdlm_validation.csv.
 SDLM_MU = 0.02
