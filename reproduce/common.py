@@ -115,9 +115,11 @@ def restore_config(args, parser, run_dir, keys, may_change=(), before_flag=None)
     silently make a different run), except for those in ``may_change``
     (e.g. ``epochs``, to train further). ``before_flag`` maps a setting to
     the value that runs made before its flag existed used, where that is
-    not the flag's default.
+    not the flag's default. Returns the names of the settings the run's
+    config.json holds.
     """
     saved = json.loads((Path(run_dir) / "config.json").read_text())
+    recorded = set(saved)
     before_flag = before_flag or {}
     for key in keys:
         now, default = getattr(args, key), parser.get_default(key)
@@ -130,7 +132,7 @@ def restore_config(args, parser, run_dir, keys, may_change=(), before_flag=None)
             sys.exit(f"--resume: --{key.replace('_', '-')} {now} contradicts the run's "
                      f"{saved[key]} (in {run_dir}/config.json)")
         setattr(args, key, saved[key])
-    return args
+    return recorded
 
 
 def cpu_name():

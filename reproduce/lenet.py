@@ -194,20 +194,27 @@ def row_output(row, args):
     return args.output if args.output and row.rbf_lr is not None else row.output
 
 
+def _group(results, key, default):
+    """Row names of ``results`` grouped by ``result[key]`` (``default`` if absent)."""
+    groups = {}
+    for name, result in results.items():
+        groups.setdefault(result.get(key, default), []).append(name)
+    return groups
+
+
 def departures(results):
     """Where the rows in ``results`` (name -> result) depart from the paper."""
-    rows_by_output = {}
-    for name, r in results.items():
-        rows_by_output.setdefault(r.get("output", "softmax"), []).append(ROWS[name].label)
+    def labels(names):
+        return ", ".join(ROWS[n].label for n in names)
+    # Runs from before these were recorded used softmax, momentum SGD and
+    # the defaults below.
+    rows_by_output = _group(results, "output", "softmax")
     j = next((r["rubbish_penalty"] for r in results.values() if "rubbish_penalty" in r),
              RUBBISH_PENALTY)
-    bullets = [OUTPUT_DEPARTURE[output].format(rows=", ".join(labels), j=j)
-               for output, labels in sorted(rows_by_output.items())]
-    rows_by_optimizer = {}
-    for name, r in results.items():
-        rows_by_optimizer.setdefault(r.get("optimizer", "momentum"), []).append(name)
+    bullets = [OUTPUT_DEPARTURE[output].format(rows=labels(names), j=j)
+               for output, names in sorted(rows_by_output.items())]
+    rows_by_optimizer = _group(results, "optimizer", "momentum")
     for optimizer, names in sorted(rows_by_optimizer.items()):
-        # Runs from before these were recorded used the defaults.
         first = results[names[0]]
         momentum = first.get("momentum", MOMENTUM if optimizer == "momentum" else 0.0)
         momentum_text = {"momentum": f", momentum {momentum:g}" if momentum else ", no momentum",
@@ -215,7 +222,7 @@ def departures(results):
                          else ""}[optimizer]
         shared = len(rows_by_optimizer) == 1 and len(names) > 1
         bullets.append(OPTIMIZER_DEPARTURE[optimizer].format(
-            rows="Every row" if shared else ", ".join(ROWS[n].label for n in names),
+            rows="Every row" if shared else labels(names),
             lr=first.get("base_lr", 0),
             batch=first.get("batch_size", BATCH_SIZE), momentum=momentum_text,
             running=(f" and followed after every batch by a running average with weight "
@@ -444,11 +451,12 @@ def main(argv=None):
     if resume:
         run_dir = common.find_resume_dir(args.out, run_tag(args), args.resume)
         # Before --output existed, every row trained with softmax.
-        saved = json.loads((run_dir / "config.json").read_text())
-        common.restore_config(args, parser, run_dir, RUN_SETTINGS, may_change=("epochs",),
-                              before_flag={"output": "softmax", "optimizer": "momentum",
-                                           "running_curvature": 0.0})
-        if "running_curvature" not in saved and args.optimizer == "sdlm" and args.lr is None:
+        recorded = common.restore_config(args, parser, run_dir, RUN_SETTINGS,
+                                         may_change=("epochs",),
+                                         before_flag={"output": "softmax",
+                                                      "optimizer": "momentum",
+                                                      "running_curvature": 0.0})
+        if "running_curvature" not in recorded and args.optimizer == "sdlm" and args.lr is None:
             args.lr = 0.0002    # SDLM's default rate before --running-curvature existed
     else:
         run_dir = common.new_run_dir(args.out, run_tag(args))

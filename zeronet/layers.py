@@ -113,6 +113,14 @@ def _elementwise_curvature(layer, d2out):
     return layer.backward(layer.backward(d2out))
 
 
+def _fresh_curvatures(layer, *names):
+    """New ``curvature`` arrays for the named parameters of ``layer``, in
+    order: the outputs of a curvature pass through ``_backprop``."""
+    for name in names:
+        layer.params[name].curvature = np.empty_like(layer.params[name].data)
+    return [layer.params[name].curvature for name in names]
+
+
 def _zero_one_curvature(layer, d2out):
     """``curvature_backward`` of a layer whose every derivative dy/dx is 0 or
     1 (Flatten, MaxPooling): squaring changes nothing, so it is ``backward``."""
@@ -271,10 +279,8 @@ class Convolution(Layer):
 
     def curvature_backward(self, d2out):
         # y = col W^T + b is linear: the same pass with every factor squared.
-        W, b = self.params["W"], self.params["b"]
-        W.curvature, b.curvature = np.empty_like(W.data), np.empty_like(b.data)
         return self._backprop(d2out, np.square(self.col), np.square(self.col_W),
-                              W.curvature, b.curvature)
+                              *_fresh_curvatures(self, "W", "b"))
 
     def _backprop(self, dout, col, col_W, dW, db):
         """Fill ``dW``, ``db`` from ``dout (N, OC, OH, OW)`` and the forward's
@@ -488,10 +494,9 @@ class Subsampling(Layer):
     def curvature_backward(self, d2out):
         # Linear in the window sums, the coefficients and the bias: the same
         # pass with every factor squared.
-        coeff, b = self.params["coeff"], self.params["b"]
-        coeff.curvature, b.curvature = np.empty_like(coeff.data), np.empty_like(b.data)
-        return self._backprop(d2out, np.square(self.window_sum), np.square(coeff.data),
-                              coeff.curvature, b.curvature)
+        return self._backprop(d2out, np.square(self.window_sum),
+                              np.square(self.params["coeff"].data),
+                              *_fresh_curvatures(self, "coeff", "b"))
 
     def _backprop(self, dout, window_sum, coeff, dcoeff, db):
         """Shared by backward (gradients) and curvature_backward (squares):
@@ -539,10 +544,8 @@ class Affine(Layer):
 
     def curvature_backward(self, d2out):
         # Linear: the same pass with x and W squared.
-        W, b = self.params["W"], self.params["b"]
-        W.curvature, b.curvature = np.empty_like(W.data), np.empty_like(b.data)
-        return self._backprop(d2out, np.square(self.x), np.square(W.data),
-                              W.curvature, b.curvature)
+        return self._backprop(d2out, np.square(self.x), np.square(self.params["W"].data),
+                              *_fresh_curvatures(self, "W", "b"))
 
     def _backprop(self, dout, x, W, dW, db):
         """Shared by backward (gradients) and curvature_backward (squares):

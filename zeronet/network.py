@@ -1,8 +1,8 @@
 """A network of named layers applied in order, with a loss at the end."""
 import numpy as np
 
-from zeronet.layers import LAYERS
-from zeronet.losses import LOSSES, SoftmaxWithLoss
+from zeronet.layers import LAYERS, RBF
+from zeronet.losses import LOSSES, MAPLoss, SoftmaxWithLoss
 
 
 class Sequential:
@@ -59,15 +59,13 @@ class Sequential:
         # RBF and MAPLoss hand over the paper's criterion together (see
         # RBF.curvature_backward): either one alone would mean something else.
         layers = list(self.layers.values())
-        rbf_output = bool(layers) and type(layers[-1]).__name__ == "RBF"
-        map_loss = type(self.loss_layer).__name__ == "MAPLoss"
-        if rbf_output != map_loss:
+        if (bool(layers) and isinstance(layers[-1], RBF)) != isinstance(self.loss_layer, MAPLoss):
             raise ValueError("the curvature pass takes the paper's criterion from an RBF output "
                              "layer and the MAPLoss together; this network has "
                              f"{type(layers[-1]).__name__ if layers else 'no'} output layer and "
                              f"{type(self.loss_layer).__name__}")
         d2 = self.loss_layer.curvature()
-        for layer in reversed(list(self.layers.values())[self._first_trainable:]):
+        for layer in reversed(layers[self._first_trainable:]):
             d2 = layer.curvature_backward(d2)
 
     def parameters(self):

@@ -113,6 +113,7 @@ class Trainer:
         # at evenly spaced steps.
         per_pass = min(getattr(self.optimizer, "estimates_per_pass", 0), steps)
         estimate_at = {i * steps // per_pass for i in range(per_pass)}
+        running_curvature = getattr(self.optimizer, "running", None)
         loss_sum, wrong, seen = 0.0, 0, 0
         began = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
@@ -130,7 +131,7 @@ class Trainer:
                     f"loss became {loss} at epoch {epoch + 1}, batch {step + 1}: training "
                     f"diverged; try a smaller learning rate (now {self.optimizer.lr:g})")
             self.network.backward()
-            if getattr(self.optimizer, "running", None):
+            if running_curvature:
                 self.network.curvature_backward()     # SDLM's running curvature
             self.optimizer.update(params)
             # Running training error, measured on the batches as they were
