@@ -21,6 +21,12 @@ import time
 
 import numpy as np
 
+# The environment as the user started this script. Importing zeronet adds its
+# own defaults to os.environ (OMP_WAIT_POLICY=PASSIVE, for one); PyTorch must
+# not inherit them: passive OpenMP threads made its C3 convolution 1.5x and
+# its LeNet-5 step 1.5-2x slower than in a plain Python process.
+USER_ENV = dict(os.environ)
+
 BATCH = 128
 # (name, C, H, W, OC, K, pad)
 CONV_CASES = [
@@ -223,8 +229,11 @@ def main():
     def measure(kind, repeat, **env):
         # zeronet's matrix products run in OpenBLAS: give it the same thread
         # count as the kernels and PyTorch, or --threads 1 would not mean 1.
+        # zeronet runs with the thread settings it makes on import (now in
+        # os.environ), PyTorch without them.
         threads = str(args.threads)
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads, **env)
+        base = os.environ if kind == "zeronet" else USER_ENV
+        env = dict(base, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads, **env)
         out = subprocess.run([sys.executable, __file__, "--measure", kind, "--repeat",
                               str(repeat), "--threads", threads],
                              env=env, check=True, capture_output=True, text=True).stdout

@@ -15,10 +15,11 @@ import textwrap
 import time
 from typing import Callable, NamedTuple, Optional
 
+import zeronet  # before NumPy, which loads OpenBLAS: see zeronet/__init__.py
+
 import numpy as np
 
 import common  # beside this script, so on sys.path when it runs
-import zeronet
 from zeronet import datasets, layers, models
 from zeronet.optimizers import SDLM, Momentum, PiecewiseConstant
 from zeronet.trainer import Trainer

@@ -110,3 +110,22 @@ def test_bad_thread_settings_raise(restore_threads):
         kernels.set_blas_threads(0)
     with pytest.raises(ValueError, match="min_parallel_work must be >= 0"):
         kernels._core.set_min_parallel_work(-1)
+
+
+@pytest.mark.parametrize("user_env, expected", [
+    ({}, ("PASSIVE", "16")),
+    ({"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": "28"}, ("ACTIVE", "28")),
+])
+def test_import_sets_idle_thread_defaults_without_overriding_the_user(user_env, expected):
+    # Checked in a fresh interpreter: the variables only matter before the
+    # OpenMP and OpenBLAS libraries load, i.e. at import.
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    code = ("import os, zeronet; "
+            "print(os.environ['OMP_WAIT_POLICY'], os.environ['OPENBLAS_THREAD_TIMEOUT'])")
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **user_env},
+                         check=True, capture_output=True, text=True).stdout
+    assert tuple(out.split()) == expected

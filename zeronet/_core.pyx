@@ -17,6 +17,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
+from libc.string cimport memcpy
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, output_array,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
@@ -93,12 +94,14 @@ cdef inline int _threads_for(Py_ssize_t work, int num_threads) noexcept nogil:
 
 cdef inline void _copy_windows(floating* dst, const floating* src, Py_ssize_t OW,
                                Py_ssize_t K, Py_ssize_t SW, Py_ssize_t KW) noexcept nogil:
-    """dst[ow*K + kx] = src[ow*SW + kx]: the KW values of each of OW windows
-    along one input row, into OW rows of col."""
-    cdef Py_ssize_t ow, kx
+    """dst[ow*K : ow*K + KW] = src[ow*SW : ow*SW + KW]: the KW values of each
+    of OW windows along one input row, into OW rows of col."""
+    cdef Py_ssize_t ow
     for ow in range(OW):
-        for kx in range(KW):
-            dst[ow * K + kx] = src[ow * SW + kx]
+        # One block copy per window: with KW a constant the compiler turns it
+        # into a couple of vector moves (1.5-2.7x faster than copying value
+        # by value, LeNet's and the 64-channel 5x5 shapes, 1 and 2 threads).
+        memcpy(dst + ow * K, src + ow * SW, KW * sizeof(floating))
 
 
 cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
@@ -122,7 +125,7 @@ cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
             for ky in range(KH):
                 src = &x[n, c, oh * SH + ky, 0]
                 # The common widths as constants, so that the compiler
-                # unrolls the KW-long copy completely.
+                # inlines the KW-long copy.
                 if KW == 5:
                     _copy_windows(dst, src, OW, K, SW, 5)
                 elif KW == 3:
@@ -161,12 +164,14 @@ def im2col(x, kernel_size, stride=1, pad=0, out=None):
 
 cdef inline void _add_windows(floating* dst, const floating* src, Py_ssize_t OW,
                               Py_ssize_t K, Py_ssize_t SW, Py_ssize_t KW) noexcept nogil:
-    """dst[ow*SW + kx] += src[ow*K + kx]: the adjoint of _copy_windows. ow is
-    innermost: distinct ow add into distinct input columns, so the additions
-    do not wait on each other."""
+    """dst[ow*SW + kx] += src[ow*K + kx]: the adjoint of _copy_windows."""
     cdef Py_ssize_t ow, kx
-    for kx in range(KW):
-        for ow in range(OW):
+    # Window by window: its KW values are contiguous in col and in dx, so
+    # with KW a constant they are added as one short vector. (kx outermost,
+    # the order before, was 1.3-2x slower on LeNet's C3 and the 64-channel
+    # 5x5 shapes.)
+    for ow in range(OW):
+        for kx in range(KW):
             dst[ow * SW + kx] += src[ow * K + kx]
 
 
@@ -188,7 +193,13 @@ cdef void _col2im(const floating[:, ::1] col, floating[:, :, :, ::1] dx,
             for c in range(C):
                 for ky in range(KH):
                     dst = &dx[n, c, oh * SH + ky, 0]
-                    _add_windows(dst, src, OW, K, SW, KW)
+                    # The common widths as constants, as in _im2col.
+                    if KW == 5:
+                        _add_windows(dst, src, OW, K, SW, 5)
+                    elif KW == 3:
+                        _add_windows(dst, src, OW, K, SW, 3)
+                    else:
+                        _add_windows(dst, src, OW, K, SW, KW)
                     src = src + KW
 
 
