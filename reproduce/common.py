@@ -44,10 +44,19 @@ def fraction(text):
     return value
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, unless its help already explains it or
+    there is none."""
+
+    def _get_help_string(self, action):
+        if "default" in (action.help or "") or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def base_parser(description, threads_default):
     """The flags every reproduction script shares."""
-    ap = argparse.ArgumentParser(description=description,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=description, formatter_class=_HelpWithDefaults)
     ap.add_argument("--epochs", type=int, default=None,
                     help="training passes (default: the paper's, per model)")
     ap.add_argument("--seed", type=int, default=0, help="seed of every random generator")

@@ -249,7 +249,8 @@ def build_parser():
     ap.add_argument("--lr", type=float, default=None,
                     help="base learning rate for every row (default: each row's own, see ROWS; "
                          f"with --optimizer sdlm, {SDLM_LR})")
-    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                    help="training examples per update (the paper: 1)")
     ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
                     help="L2 weight decay (Momentum's rule, Krizhevsky et al. 2012 §5)")
     ap.add_argument("--optimizer", choices=["momentum", "sdlm"], default=None,
