@@ -116,8 +116,12 @@ def make_conv(kwargs, rng, dtype="float64"):
     return L.Convolution(**kwargs, dtype=dtype, rng=rng, bias_init={"type": "Gaussian", "std": 0.5})
 
 
+@pytest.mark.parametrize("dw_path", ["per_image", "one_product"])
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
-def test_convolution_gradients(case):
+def test_convolution_gradients(case, dw_path, monkeypatch):
+    # The weight gradient has two code paths, picked by the size of the
+    # weight matrix; every case runs through both.
+    monkeypatch.setattr(L, "PER_IMAGE_DW_BELOW", 10**9 if dw_path == "per_image" else 0)
     rng = np.random.default_rng(10)
     kwargs, shape = CONV_CASES[case]
     layer = make_conv(kwargs, rng)

@@ -51,8 +51,10 @@ def assert_curvature_matches_oracle(make, x, rng, train=False):
         assert_close(p.curvature, curvature_expected[k], TOL, f"{layer!r}: curvature of {k}")
 
 
+@pytest.mark.parametrize("dw_path", ["per_image", "one_product"])
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
-def test_convolution_curvature(case):
+def test_convolution_curvature(case, dw_path, monkeypatch):
+    monkeypatch.setattr(L, "PER_IMAGE_DW_BELOW", 10**9 if dw_path == "per_image" else 0)
     rng = np.random.default_rng(200)
     kwargs, shape = CONV_CASES[case]
     assert_curvature_matches_oracle(lambda: make_conv(kwargs, np.random.default_rng(7)),

@@ -179,6 +179,11 @@ class DigitInput(Layer):
         return None
 
 
+# Convolution's weight gradient is summed image by image when the weight
+# matrix of a group has fewer values than this (see Convolution._backprop).
+PER_IMAGE_DW_BELOW = 2048
+
+
 class Convolution(Layer):
     """2-D convolution through im2col (book §7.4.3), with groups and an
     optional connection table.
@@ -285,17 +290,30 @@ class Convolution(Layer):
     def _backprop(self, dout, col, col_W, dW, db):
         """Fill ``dW``, ``db`` from ``dout (N, OC, OH, OW)`` and the forward's
         ``col``, ``col_W`` (or their squares); return dx (or None)."""
-        G, OC = self.groups, self.out_channels
+        G, OC, N = self.groups, self.out_channels, dout.shape[0]
         K = col_W.shape[2]
         db[...] = np.einsum("nchw->c", dout)      # 2x faster than sum(axis=(0, 2, 3))
-        dout = dout.transpose(0, 2, 3, 1).reshape(-1, OC)    # (N*OH*OW, OC), like col's rows
         dW_groups = dW.reshape(G, OC // G, K)
+        # For a tiny weight matrix (LeNet's C1: 6 x 25), OpenBLAS is slow on
+        # the one long product over the batch; a product per image, summed,
+        # is 1.4-1.8x faster (batch 16 and 128), and it reads dout as it is,
+        # with no transposed copy. At C3's 16 x 150 it is slower.
+        per_image = (OC // G) * K < PER_IMAGE_DW_BELOW
+        if per_image:
+            dout_images = dout.reshape(N, OC, -1)                   # (N, OC, OH*OW)
+            col_images = col.reshape(N, -1, col.shape[1])           # (N, OH*OW, C*KH*KW)
+        if self.input_grad or not per_image:
+            dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, OC)  # (N*OH*OW, OC), like col's rows
         dcol = self._work_array("dcol", col.shape) if self.input_grad else None
         for g in range(G):
-            dout_g = dout[:, g * OC // G:(g + 1) * OC // G]
-            np.matmul(dout_g.T, col[:, g * K:(g + 1) * K], out=dW_groups[g])
+            maps, cols = slice(g * OC // G, (g + 1) * OC // G), slice(g * K, (g + 1) * K)
+            if per_image:
+                np.matmul(dout_images[:, maps], col_images[:, :, cols]).sum(axis=0,
+                                                                            out=dW_groups[g])
+            else:
+                np.matmul(dout_rows[:, maps].T, col[:, cols], out=dW_groups[g])
             if self.input_grad:
-                np.matmul(dout_g, col_W[g], out=dcol[:, g * K:(g + 1) * K])
+                np.matmul(dout_rows[:, maps], col_W[g], out=dcol[:, cols])
         if self.params["W"].mask is not None:
             dW *= self.params["W"].mask
         if not self.input_grad:
