@@ -99,7 +99,7 @@ cdef inline void _copy_windows(floating* dst, const floating* src, Py_ssize_t OW
     cdef Py_ssize_t ow
     for ow in range(OW):
         # One block copy per window: with KW a constant the compiler turns it
-        # into a couple of vector moves (1.5-2.7x faster than copying value
+        # into a couple of vector moves (1.3-2.7x faster than copying value
         # by value, LeNet's and the 64-channel 5x5 shapes, 1 and 2 threads).
         memcpy(dst + ow * K, src + ow * SW, KW * sizeof(floating))
 
@@ -168,8 +168,8 @@ cdef inline void _add_windows(floating* dst, const floating* src, Py_ssize_t OW,
     cdef Py_ssize_t ow, kx
     # Window by window: its KW values are contiguous in col and in dx, so
     # with KW a constant they are added as one short vector. (kx outermost,
-    # the order before, was 1.3-2x slower on LeNet's C3 and the 64-channel
-    # 5x5 shapes.)
+    # the order before, was 1.1-2.4x slower on LeNet's C1 and C3 and the
+    # 64-channel 5x5 shapes.)
     for ow in range(OW):
         for kx in range(KW):
             dst[ow * SW + kx] += src[ow * K + kx]
