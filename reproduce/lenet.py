@@ -409,7 +409,8 @@ def evaluate_weights(args):
     name = meta.get("model")
     if name not in ROWS:
         sys.exit(f"{args.weights}: metadata names no LeNet row (model={name!r})")
-    data = datasets.load_mnist(args.data_dir, progress=not args.no_progress)
+    # The test set alone: a newcomer without MNIST downloads two small files.
+    data = datasets.load_mnist(args.data_dir, progress=not args.no_progress, parts=("test",))
     x = data.x_test    # raw uint8 digits: the network's DigitInput prepares them
     began = time.perf_counter()
     pred = network.predict_batched(x).argmax(axis=1)

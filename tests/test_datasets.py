@@ -379,6 +379,24 @@ def test_download_then_load(tmp_path, server, tiny_mnist):
     assert server.requests == []
 
 
+def test_download_and_load_the_test_set_alone(tmp_path, server, tiny_mnist):
+    arrays, contents = tiny_mnist
+    serve(server, "m1", contents)
+    mnist = load_mnist(tmp_path, mirrors=[f"{server.url}/m1/"], timeout=5, progress=False,
+                       parts=("test",))
+    np.testing.assert_array_equal(mnist.x_test, arrays["x_test"])
+    np.testing.assert_array_equal(mnist.y_test, arrays["y_test"])
+    assert mnist.x_train is None and mnist.y_train is None
+    assert files_in(tmp_path / "mnist") == ["t10k-images-idx3-ubyte.gz",
+                                            "t10k-labels-idx1-ubyte.gz"]
+
+
+@pytest.mark.parametrize("parts", [(), ("validation",), "test"])
+def test_load_mnist_rejects_unknown_parts(tmp_path, parts):
+    with pytest.raises(ValueError, match="parts"):
+        load_mnist(tmp_path, download=False, parts=parts)
+
+
 def test_module_mirror_list_is_used_by_default(tmp_path, server, tiny_mnist, monkeypatch):
     _, contents = tiny_mnist
     serve(server, "m1", contents)

@@ -50,6 +50,7 @@ from tqdm import tqdm
 __all__ = [
     "DatasetError", "Dataset", "resolve_data_dir", "read_idx", "download_file",
     "download_mnist", "load_mnist", "train_val_split", "MNIST_FILES", "MNIST_MIRRORS",
+    "MNIST_PARTS",
 ]
 
 # --------------------------------------------------------------------------
@@ -93,6 +94,9 @@ class Dataset:
         split of the training set (:func:`train_val_split`).
     classes : tuple of str
         ``classes[k]`` names label ``k``.
+
+    A part that was not loaded (``load_mnist(parts=("test",))``) has None
+    for its two arrays.
 
     Notes
     -----
@@ -482,6 +486,17 @@ MNIST_MIRRORS = [
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 
 
+MNIST_PARTS = ("train", "test")
+
+
+def _mnist_files(parts):
+    """The entries of MNIST_FILES for ``parts``, a sequence of "train"/"test"."""
+    parts = tuple(parts)
+    if not parts or any(part not in MNIST_PARTS for part in parts):
+        raise ValueError(f"parts must be one or both of {MNIST_PARTS}, got {parts!r}")
+    return {key: spec for key, spec in MNIST_FILES.items() if key.split("_")[1] in parts}
+
+
 def _mnist_folder(data_dir):
     return resolve_data_dir(data_dir) / "mnist"
 
@@ -494,8 +509,9 @@ def _find_idx(folder, name):
     return None
 
 
-def download_mnist(data_dir=None, *, mirrors=None, timeout=30.0, progress=True):
-    """Download whichever of the four MNIST files are missing.
+def download_mnist(data_dir=None, *, mirrors=None, timeout=30.0, progress=True,
+                   parts=MNIST_PARTS):
+    """Download whichever of the MNIST files of ``parts`` are missing.
 
     Files already present (``.gz`` or uncompressed) are left alone, so this
     writes nothing when the data is complete; the folder may then be
@@ -513,15 +529,18 @@ def download_mnist(data_dir=None, *, mirrors=None, timeout=30.0, progress=True):
         Seconds to wait for a connection or for the next piece of data.
     progress : bool
         Show a progress bar per file.
+    parts : sequence of str
+        ``("train", "test")`` (all four files), or one of them.
 
     Returns
     -------
     pathlib.Path
         The MNIST folder.
     """
+    files = _mnist_files(parts)
     folder = _mnist_folder(data_dir)
     mirrors = MNIST_MIRRORS if mirrors is None else mirrors
-    for spec in MNIST_FILES.values():
+    for spec in files.values():
         if _find_idx(folder, spec.name) is not None:
             continue
         filename = f"{spec.name}.gz"
@@ -540,7 +559,8 @@ def download_mnist(data_dir=None, *, mirrors=None, timeout=30.0, progress=True):
     return folder
 
 
-def load_mnist(data_dir=None, download=True, *, mirrors=None, timeout=30.0, progress=True):
+def load_mnist(data_dir=None, download=True, *, mirrors=None, timeout=30.0, progress=True,
+               parts=MNIST_PARTS):
     """Load MNIST, checking every file, downloading missing ones if allowed.
 
     Parameters
@@ -554,6 +574,9 @@ def load_mnist(data_dir=None, download=True, *, mirrors=None, timeout=30.0, prog
         missing file is an error and the network is never used.
     mirrors, timeout, progress
         Passed to :func:`download_mnist`.
+    parts : sequence of str
+        ``("train", "test")``, or only one: ``parts=("test",)`` reads (and
+        downloads) just the two test files, e.g. to evaluate trained weights.
 
     Returns
     -------
@@ -561,6 +584,7 @@ def load_mnist(data_dir=None, download=True, *, mirrors=None, timeout=30.0, prog
         ``x_train (60000, 28, 28)``, ``y_train (60000,)``,
         ``x_test (10000, 28, 28)``, ``y_test (10000,)``, all uint8; pixels
         0..255 (0 is the background), labels 0..9; ``classes`` ``"0".."9"``.
+        The arrays of a part not asked for are None.
 
     Raises
     ------
@@ -568,12 +592,14 @@ def load_mnist(data_dir=None, download=True, *, mirrors=None, timeout=30.0, prog
         A file is missing (and ``download`` is False), cannot be downloaded,
         or fails a check: IDX structure, shape, SHA-256, labels in 0..9.
     """
+    files = _mnist_files(parts)
     folder = _mnist_folder(data_dir)
     if download:
-        download_mnist(data_dir, mirrors=mirrors, timeout=timeout, progress=progress)
+        download_mnist(data_dir, mirrors=mirrors, timeout=timeout, progress=progress,
+                       parts=parts)
 
-    paths = {key: _find_idx(folder, spec.name) for key, spec in MNIST_FILES.items()}
-    missing = [MNIST_FILES[key].name for key, path in paths.items() if path is None]
+    paths = {key: _find_idx(folder, spec.name) for key, spec in files.items()}
+    missing = [files[key].name for key, path in paths.items() if path is None]
     if missing:
         mirror = (MNIST_MIRRORS or ["<an MNIST mirror>/"])[0]
         raise DatasetError(
@@ -584,8 +610,8 @@ def load_mnist(data_dir=None, download=True, *, mirrors=None, timeout=30.0, prog
             + f"{mirror.rstrip('/')}/{missing[0]}.gz, into that folder, or set "
               f"${DATA_DIR_ENV} to a folder that has mnist/ in it.")
 
-    arrays = {}
-    for key, spec in MNIST_FILES.items():
+    arrays = dict.fromkeys(MNIST_FILES)
+    for key, spec in files.items():
         try:
             arrays[key] = read_idx(paths[key], shape=spec.shape, sha256=spec.sha256)
             # The checksums already pin the content down; this guards against a
