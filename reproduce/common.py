@@ -128,7 +128,7 @@ def restore_config(args, parser, run_dir, keys, may_change=(), before_flag=None)
     config.json holds.
     """
     saved = json.loads((Path(run_dir) / "config.json").read_text())
-    recorded = set(saved)
+    recorded = set(saved)     # before the loop below fills in the missing ones
     before_flag = before_flag or {}
     for key in keys:
         now, default = getattr(args, key), parser.get_default(key)

@@ -220,9 +220,10 @@ def departures(results):
     for optimizer, names in sorted(rows_by_optimizer.items()):
         first = results[names[0]]
         momentum = first.get("momentum", MOMENTUM if optimizer == "momentum" else 0.0)
-        momentum_text = {"momentum": f", momentum {momentum:g}" if momentum else ", no momentum",
-                         "sdlm": f" with momentum {momentum:g} (the paper: none)" if momentum
-                         else ""}[optimizer]
+        if optimizer == "momentum":
+            momentum_text = f", momentum {momentum:g}" if momentum else ", no momentum"
+        else:
+            momentum_text = f" with momentum {momentum:g} (the paper: none)" if momentum else ""
         shared = len(rows_by_optimizer) == 1 and len(names) > 1
         bullets.append(OPTIMIZER_DEPARTURE[optimizer].format(
             rows="Every row" if shared else labels(names),
