@@ -104,6 +104,17 @@ def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
     assert "running average with weight 0.02" in report       # lenet.SDLM_RUNNING
 
 
+def test_an_sdlm_run_from_before_running_curvature_resumes_at_its_old_rate(tmp_path):
+    # Such runs re-estimated the curvature only before each pass, at the then
+    # default rate 0.0002; the current defaults (0.0005, running 0.02) would
+    # change the run halfway.
+    out, result = resume_after_one_pass(tmp_path, "lenet5", "--optimizer", "sdlm",
+                                        forget=("running_curvature",))
+    assert "resumed from" in out
+    assert result["optimizer"] == "sdlm"
+    assert result["base_lr"] == 0.0002 and result["running_curvature"] is None
+
+
 @pytest.mark.parametrize("flags, named", [
     (["--optimizer", "sdlm", "--weight-decay", "0.001"], "--weight-decay"),
     (["--running-curvature", "0.1"], "--running-curvature"),
