@@ -1,4 +1,4 @@
-"""Naive loop oracle for the four kernels: one element at a time.
+"""Naive loop oracle for the kernels: one element at a time.
 
 Written from the kernel contract alone, not from ``zeronet/reference.py`` or
 ``zeronet/_core.pyx``, and as plainly as possible, so that a mistake shared by
@@ -148,3 +148,54 @@ def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
                     if 0 <= ih < H and 0 <= iw < W:
                         dx[n, c, ih, iw] += dout[n, c, oh, ow]
     return dx
+
+
+def conv_forward(x, W, b, stride=1, pad=0, groups=1):
+    """y[n, o, oh, ow] = b[o] + sum over the window of x * W[o], the window
+    reaching only group g's input channels for an output map o of group g."""
+    N, C, H, Wd = x.shape
+    OC, Cg, KH, KW = W.shape
+    SH, SW = as_pair(stride)
+    PH, PW = as_pair(pad)
+    OH, OW = conv_out(H, KH, SH, PH), conv_out(Wd, KW, SW, PW)
+    y = np.zeros((N, OC, OH, OW), dtype=np.float64)
+    for n in range(N):
+        for o in range(OC):
+            first_channel = (o // (OC // groups)) * Cg
+            for oh in range(OH):
+                for ow in range(OW):
+                    total = float(b[o])
+                    for c in range(Cg):
+                        for ky in range(KH):
+                            for kx in range(KW):
+                                ih, iw = oh * SH - PH + ky, ow * SW - PW + kx
+                                if 0 <= ih < H and 0 <= iw < Wd:
+                                    total += float(x[n, first_channel + c, ih, iw]) * float(
+                                        W[o, c, ky, kx])
+                    y[n, o, oh, ow] = total
+    return y
+
+
+def conv_backward(x, W, dout, stride=1, pad=0, groups=1):
+    """(dx, dW) of :func:`conv_forward`: each product x * W in the forward sum
+    sends dout * W to its x and dout * x to its W."""
+    N, C, H, Wd = x.shape
+    OC, Cg, KH, KW = W.shape
+    SH, SW = as_pair(stride)
+    PH, PW = as_pair(pad)
+    dx = np.zeros(x.shape, dtype=np.float64)
+    dW = np.zeros(W.shape, dtype=np.float64)
+    for n in range(N):
+        for o in range(OC):
+            first_channel = (o // (OC // groups)) * Cg
+            for oh in range(dout.shape[2]):
+                for ow in range(dout.shape[3]):
+                    d = float(dout[n, o, oh, ow])
+                    for c in range(Cg):
+                        for ky in range(KH):
+                            for kx in range(KW):
+                                ih, iw = oh * SH - PH + ky, ow * SW - PW + kx
+                                if 0 <= ih < H and 0 <= iw < Wd:
+                                    dx[n, first_channel + c, ih, iw] += d * float(W[o, c, ky, kx])
+                                    dW[o, c, ky, kx] += d * float(x[n, first_channel + c, ih, iw])
+    return dx, dW

@@ -1,6 +1,6 @@
-"""The four kernels (im2col, col2im, max pooling forward and backward), in both
-implementations: the compiled core ``zeronet._core`` and the NumPy
-``zeronet.reference``.
+"""The kernels (im2col, col2im, max pooling forward and backward, and the
+convolution built on im2col), in both implementations: the compiled core
+``zeronet._core`` and the NumPy ``zeronet.reference``.
 
 Both are checked against ``tests/naive.py``, a plain-loop oracle written from
 the contract alone, so the core and the reference cannot pass by sharing a
@@ -444,6 +444,78 @@ def test_all_minus_inf_window(impl, dtype, pad):
                  "maxpool_backward")
 
 
+# --------------------------------------------------------- convolution ----
+
+# A convolution sums up to C*KH*KW products per output: its float32 rounding
+# is measured against the size of the values, not against 1e-6.
+CONV_TOL = {np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
+            np.dtype(np.float64): dict(rtol=1e-12, atol=1e-12)}
+
+
+def assert_conv_close(actual, expected, what):
+    check_layout(actual, expected.astype(actual.dtype), what)
+    tol = CONV_TOL[actual.dtype]
+    ok = np.isclose(actual, expected, **tol)
+    if not ok.all():
+        pytest.fail(f"{what} differs beyond rtol={tol['rtol']}, atol={tol['atol']}: "
+                    f"{how_far(actual, expected, ~ok)}")
+
+
+@pytest.fixture(params=["one chunk", "one image per chunk"])
+def chunking(request, monkeypatch):
+    """The compiled convolution's chunks: as many images per chunk as fit
+    (here: the whole small batch), or one image each, so that the batch is
+    split into chunks and the weight gradient into partial sums."""
+    if request.param == "one image per chunk":
+        monkeypatch.setattr(load_core(), "CHUNK_BYTES", 1)
+    return request.param
+
+
+@dtypes
+@pytest.mark.parametrize("groups", [1, 2])
+@conv_cases
+def test_conv_matches_naive(impl, chunking, dtype, groups, x_shape, kernel, stride, pad):
+    if x_shape[1] % groups:
+        pytest.skip(f"{x_shape[1]} channels do not split into {groups} groups")
+    rng = np.random.default_rng(20)
+    x = make_input(x_shape, dtype, rng)
+    kh, kw = pair(kernel)
+    W = make_input((4, x_shape[1] // groups, kh, kw), dtype, rng)
+    b = make_input((4,), dtype, rng)
+    y = impl.conv_forward(x, W, b, stride, pad, groups)
+    assert_conv_close(y, naive.conv_forward(x, W, b, stride, pad, groups), "conv_forward")
+    dout = make_input(y.shape, dtype, rng)
+    dx, dW = impl.conv_backward(x, W, dout, stride, pad, groups)
+    dx_naive, dW_naive = naive.conv_backward(x, W, dout, stride, pad, groups)
+    assert_conv_close(dx, dx_naive, "conv_backward dx")
+    assert_conv_close(dW, dW_naive, "conv_backward dW")
+    no_dx, dW_alone = impl.conv_backward(x, W, dout, stride, pad, groups, input_grad=False)
+    assert no_dx is None
+    assert_bit_identical(dW_alone, dW, "dW computed without dx")
+
+
+def test_conv_scratch_arrays_are_kept_and_reused(impl):
+    # The same dict through calls of two shapes: each result stays right.
+    rng = np.random.default_rng(21)
+    work = {}
+    for shape in [(3, 2, 6, 5), (5, 2, 7, 7), (3, 2, 6, 5)]:
+        x = make_input(shape, np.float32, rng)
+        W = make_input((3, 2, 3, 2), np.float32, rng)
+        b = np.zeros(3, np.float32)
+        y = impl.conv_forward(x, W, b, 1, 1, work=work)
+        assert_bit_identical(y, impl.conv_forward(x, W, b, 1, 1), "conv_forward with work")
+        dout = make_input(y.shape, np.float32, rng)
+        with_work = impl.conv_backward(x, W, dout, 1, 1, work=work)
+        without = impl.conv_backward(x, W, dout, 1, 1)
+        for got, expected, name in zip(with_work, without, ["dx", "dW"]):
+            assert_bit_identical(got, expected, f"conv_backward {name} with work")
+    if impl is not reference:
+        assert work and all(isinstance(a, np.ndarray) for a in work.values())
+        kept = dict(work)
+        impl.conv_forward(x, W, b, 1, 1, work=work)
+        assert all(work[k] is kept[k] for k in kept), "scratch arrays were made again"
+
+
 # -------------------------------------------- thread-count determinism ----
 
 @pytest.fixture
@@ -462,21 +534,32 @@ def restore_threads(core):
 THREAD_CONV = dict(kernel_size=(3, 5), stride=(1, 2), pad=(1, 3))
 
 
-def run_all_four(core, x, col, dout_seed):
+def run_every_kernel(core, x, col, dout_seed):
     """Every compiled kernel once, on shapes where each thread gets work."""
     cols = core.im2col(x, **THREAD_CONV)
     dx = core.col2im(col, x.shape, **THREAD_CONV)
     out, argmax = core.maxpool_forward(x, 3, 2, 1, ceil_mode=True)
     dout = make_input(out.shape, x.dtype, np.random.default_rng(dout_seed))
     dxp = core.maxpool_backward(dout, argmax, x.shape, 3, 2, 1)
+    # Through zeronet.kernels, which keeps BLAS on one thread per caller as
+    # the layers see it.
+    W = make_input((6, 5, 3, 5), x.dtype, np.random.default_rng(dout_seed + 1))
+    b = make_input((6,), x.dtype, np.random.default_rng(dout_seed + 2))
+    window = dict(stride=THREAD_CONV["stride"], pad=THREAD_CONV["pad"])
+    y = zeronet.kernels.conv_forward(x, W, b, **window)
+    dy = make_input(y.shape, x.dtype, np.random.default_rng(dout_seed + 3))
+    dx_conv, dW = zeronet.kernels.conv_backward(x, W, dy, **window)
     return {"im2col": cols, "col2im": dx, "maxpool out": out, "maxpool argmax": argmax,
-            "maxpool_backward": dxp}
+            "maxpool_backward": dxp, "conv_forward": y, "conv_backward dx": dx_conv,
+            "conv_backward dW": dW}
 
 
 @dtypes
 @pytest.mark.parametrize("threads", [2, 3, 4])
-def test_results_do_not_depend_on_thread_count(restore_threads, dtype, threads):
+def test_results_do_not_depend_on_thread_count(restore_threads, dtype, threads, monkeypatch):
     core = restore_threads
+    # One image per convolution chunk: 8 chunks, 8 weight-gradient partials.
+    monkeypatch.setattr(core, "CHUNK_BYTES", 1)
     if not core.HAS_OPENMP:
         pytest.skip("zeronet._core was built without OpenMP: it always runs on one thread")
     rng = np.random.default_rng(10)
@@ -487,12 +570,12 @@ def test_results_do_not_depend_on_thread_count(restore_threads, dtype, threads):
     col = make_input((8 * oh * ow, 5 * 3 * 5), dtype, rng)
     core.set_num_threads(1)
     assert core.get_num_threads() == 1
-    serial = run_all_four(core, x, col, 11)
+    serial = run_every_kernel(core, x, col, 11)
     core.set_num_threads(threads)
     assert core.get_num_threads() == threads
     # A data race shows up only now and then, so give it several chances.
     for attempt in range(20):
-        parallel = run_all_four(core, x, col, 11)
+        parallel = run_every_kernel(core, x, col, 11)
         for name in serial:
             assert_bit_identical(parallel[name], serial[name],
                                  f"{name} with {threads} threads against 1 (run {attempt + 1})")
@@ -511,6 +594,9 @@ X = np.zeros((1, 2, 4, 4), dtype=np.float32)
 COL = np.zeros((1 * 3 * 3, 2 * 2 * 2), dtype=np.float32)     # im2col(X, 2) shape
 DOUT = np.zeros((1, 2, 2, 2), dtype=np.float32)               # 2x2/2 pool of X
 ARGMAX = np.zeros((1, 2, 2, 2), dtype=np.int32)
+W = np.zeros((3, 2, 2, 2), dtype=np.float32)                  # 3 maps, 2x2 kernel
+B = np.zeros(3, dtype=np.float32)
+DY = np.zeros((1, 3, 3, 3), dtype=np.float32)                 # conv of X with W
 
 BAD_CALLS = [
     # im2col
@@ -614,6 +700,39 @@ BAD_CALLS = [
                  ValueError, "must be smaller than the kernel", id="poolback-pad-equals-kernel"),
     pytest.param(lambda k: k.maxpool_backward(DOUT, ARGMAX, X.shape, 2, 0),
                  ValueError, "stride must be >= 1", id="poolback-stride0"),
+    # conv_forward, conv_backward
+    pytest.param(lambda k: k.conv_forward(X.astype(np.int32), W, B), TypeError,
+                 "x must be float32 or float64", id="conv-x-int"),
+    pytest.param(lambda k: k.conv_forward(X, W.astype(np.float64), B), TypeError,
+                 "W must be float32 like x", id="conv-W-dtype"),
+    pytest.param(lambda k: k.conv_forward(X, W, B.astype(np.float64)), TypeError,
+                 "b must be float32 like x", id="conv-b-dtype"),
+    pytest.param(lambda k: k.conv_forward(X, W, B[:2]), ValueError, r"b must have shape \(3,\)",
+                 id="conv-b-shape"),
+    pytest.param(lambda k: k.conv_forward(X, W[:, :1].copy(), B), ValueError, "does not fit x",
+                 id="conv-W-channels"),
+    pytest.param(lambda k: k.conv_forward(X, W[0], B), ValueError, "W must have 4 dimensions",
+                 id="conv-W-3d"),
+    pytest.param(lambda k: k.conv_forward(X, W[..., ::2], B), ValueError, "C-contiguous",
+                 id="conv-W-strided"),
+    pytest.param(lambda k: k.conv_forward(X[..., ::2], W, B), ValueError, "C-contiguous",
+                 id="conv-x-strided"),
+    pytest.param(lambda k: k.conv_forward(X, W[:, :1].copy(), B, groups=2), ValueError,
+                 "groups dividing OC", id="conv-groups-not-dividing-OC"),
+    pytest.param(lambda k: k.conv_forward(X, W, B, groups=0), ValueError,
+                 "groups must be a positive int", id="conv-groups0"),
+    pytest.param(lambda k: k.conv_forward(X, W, B, groups=True), ValueError,
+                 "groups must be a positive int", id="conv-groups-bool"),
+    pytest.param(lambda k: k.conv_forward(X, np.zeros((3, 2, 5, 2), np.float32), B), ValueError,
+                 "larger than the padded input", id="conv-kernel-too-big"),
+    pytest.param(lambda k: k.conv_forward(X, W, B, stride=0), ValueError, "stride must be >= 1",
+                 id="conv-stride0"),
+    pytest.param(lambda k: k.conv_backward(X, W, DY[..., :2].copy()), ValueError,
+                 r"dout must have shape \(1, 3, 3, 3\)", id="conv-dout-shape"),
+    pytest.param(lambda k: k.conv_backward(X, W, DY.astype(np.float64)), TypeError,
+                 "dout must be float32 like x", id="conv-dout-dtype"),
+    pytest.param(lambda k: k.conv_backward(X, W, DY.tolist()), TypeError,
+                 "dout must be a numpy.ndarray", id="conv-dout-list"),
 ]
 
 
@@ -631,6 +750,12 @@ def test_empty_batch_gives_empty_results(impl):
     out, argmax = impl.maxpool_forward(x, 2, 2)
     assert out.shape == argmax.shape == (0, 2, 2, 2)
     assert impl.maxpool_backward(out, argmax, x.shape, 2, 2).shape == x.shape
+    W = np.ones((3, 2, 3, 3), dtype=np.float32)
+    y = impl.conv_forward(x, W, np.ones(3, np.float32), pad=1)
+    assert y.shape == (0, 3, 5, 5)
+    dx, dW = impl.conv_backward(x, W, y, pad=1)
+    assert dx.shape == x.shape
+    assert dW.shape == W.shape and not dW.any()     # no image, no gradient
 
 
 @pytest.mark.parametrize("shape", [(1, 0, 4, 4), (1, 2, 0, 4)])

@@ -11,7 +11,7 @@ or kink can flip while a value is nudged.
 import numpy as np
 import pytest
 
-from zeronet import gradcheck, optimizers
+from zeronet import gradcheck, kernels, optimizers
 from zeronet import layers as L
 from zeronet.losses import MAPLoss, SoftmaxWithLoss
 
@@ -116,12 +116,25 @@ def make_conv(kwargs, rng, dtype="float64"):
     return L.Convolution(**kwargs, dtype=dtype, rng=rng, bias_init={"type": "Gaussian", "std": 0.5})
 
 
-@pytest.mark.parametrize("dw_path", ["per_image", "one_product"])
+def use_conv_path(path, monkeypatch):
+    """Send every Convolution through one of its code paths: the weight
+    gradient per image or as one product (picked by the size of the weight
+    matrix), or the compiled chunked convolution (picked by the size of the
+    im2col matrix; the NumPy path has only the first two)."""
+    if path == "chunked" and not kernels.USING_CORE:
+        pytest.skip("the chunked convolution is part of the compiled core")
+    monkeypatch.setattr(L, "PER_IMAGE_DW_BELOW", 10**9 if path == "per_image" else 0)
+    monkeypatch.setattr(L, "CHUNKED_ABOVE", -1 if path == "chunked" else 10**18)
+
+
+CONV_PATHS = ["per_image", "one_product", "chunked"]
+
+
+@pytest.mark.parametrize("path", CONV_PATHS)
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
-def test_convolution_gradients(case, dw_path, monkeypatch):
-    # The weight gradient has two code paths, picked by the size of the
-    # weight matrix; every case runs through both.
-    monkeypatch.setattr(L, "PER_IMAGE_DW_BELOW", 10**9 if dw_path == "per_image" else 0)
+def test_convolution_gradients(case, path, monkeypatch):
+    # Every case runs through every code path.
+    use_conv_path(path, monkeypatch)
     rng = np.random.default_rng(10)
     kwargs, shape = CONV_CASES[case]
     layer = make_conv(kwargs, rng)

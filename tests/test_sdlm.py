@@ -16,7 +16,7 @@ from zeronet import gradcheck, models, optimizers
 from zeronet import layers as L
 from zeronet.losses import MAPLoss, SoftmaxWithLoss
 from zeronet.network import Sequential
-from test_layers import CONV_CASES, assert_close, distinct, make_conv
+from test_layers import CONV_CASES, CONV_PATHS, assert_close, distinct, make_conv, use_conv_path
 from test_trainer import blobs, quiet_trainer
 
 TOL = 1e-12     # float64; the oracle and the layer do the same sums in another order
@@ -51,10 +51,10 @@ def assert_curvature_matches_oracle(make, x, rng, train=False):
         assert_close(p.curvature, curvature_expected[k], TOL, f"{layer!r}: curvature of {k}")
 
 
-@pytest.mark.parametrize("dw_path", ["per_image", "one_product"])
+@pytest.mark.parametrize("path", CONV_PATHS)
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
-def test_convolution_curvature(case, dw_path, monkeypatch):
-    monkeypatch.setattr(L, "PER_IMAGE_DW_BELOW", 10**9 if dw_path == "per_image" else 0)
+def test_convolution_curvature(case, path, monkeypatch):
+    use_conv_path(path, monkeypatch)
     rng = np.random.default_rng(200)
     kwargs, shape = CONV_CASES[case]
     assert_curvature_matches_oracle(lambda: make_conv(kwargs, np.random.default_rng(7)),

@@ -105,6 +105,23 @@ def test_blas_threads_round_trip():
     assert kernels.get_blas_threads() == before
 
 
+def test_convolution_leaves_blas_thread_counts_as_they_were(restore_threads):
+    # The compiled convolution puts BLAS on one thread while it runs, and
+    # must give every library its own count back, also after an error.
+    from threadpoolctl import threadpool_info, threadpool_limits
+    kernels.set_num_threads(2)
+    x = np.ones((4, 2, 6, 6), np.float32)
+    W = np.ones((3, 2, 3, 3), np.float32)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        y = kernels.conv_forward(x, W, np.zeros(3, np.float32))
+        kernels.conv_backward(x, W, y)
+        with pytest.raises(ValueError):
+            kernels.conv_backward(x, W, y[:, :2].copy())
+        after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert after == before
+
+
 def test_bad_thread_settings_raise(restore_threads):
     with pytest.raises(ValueError, match="BLAS threads must be >= 1"):
         kernels.set_blas_threads(0)

@@ -85,6 +85,44 @@ def conv_output_size(size, kernel, stride, pad, axis):
     return span // stride + 1
 
 
+def conv_args(x, W, b, stride, pad, groups):
+    """Check a convolution's arguments: x ``(N, C, H, W)``, W ``(OC, C/groups,
+    KH, KW)`` and b ``(OC,)`` (or None), all of x's dtype. Returns
+    ``KH, KW, SH, SW, PH, PW, OH, OW``."""
+    float_array(x, "x", 4)
+    float_array(W, "W", 4)
+    n, c, h, w = shape4(x.shape, "x")
+    oc, cg, kh, kw = shape4(W.shape, "W")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if c % groups or oc % groups or cg != c // groups:
+        raise ValueError(f"W of shape {W.shape} does not fit x of shape {x.shape} with "
+                         f"groups={groups}: need (OC, C/groups, KH, KW), groups dividing OC")
+    if W.dtype != x.dtype:
+        raise TypeError(f"W must be {x.dtype} like x, got {W.dtype}")
+    if b is not None:
+        float_array(b, "b", 1)
+        if b.dtype != x.dtype:
+            raise TypeError(f"b must be {x.dtype} like x, got {b.dtype}")
+        if b.shape != (oc,):
+            raise ValueError(f"b must have shape ({oc},), got {b.shape}")
+    (kh, kw), (sh, sw), (ph, pw) = window_args((kh, kw), stride, pad)
+    oh = conv_output_size(h, kh, sh, ph, "height")
+    ow = conv_output_size(w, kw, sw, pw, "width")
+    return kh, kw, sh, sw, ph, pw, oh, ow
+
+
+def conv_grad_args(x, W, dout, oh, ow):
+    """Check that dout ``(N, OC, OH, OW)`` fits a convolution of x with W."""
+    float_array(dout, "dout", 4)
+    if dout.dtype != x.dtype:
+        raise TypeError(f"dout must be {x.dtype} like x, got {dout.dtype}")
+    expected = (x.shape[0], W.shape[0], oh, ow)
+    if dout.shape != expected:
+        raise ValueError(f"dout must have shape {expected} for x {x.shape} and W {W.shape}, "
+                         f"got {dout.shape}")
+
+
 def pool_window_check(kh, kw):
     """The argmax of a window is stored as int32: the window must fit."""
     if kh * kw > np.iinfo(ARGMAX_DTYPE).max:

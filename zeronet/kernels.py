@@ -8,6 +8,7 @@ never imports ``_core`` or ``reference`` directly.
 - If the core is not built, the reference is used with one warning that says
   how to build it.
 """
+import contextlib
 import os
 import warnings
 
@@ -35,6 +36,18 @@ im2col = _impl.im2col
 col2im = _impl.col2im
 maxpool_forward = _impl.maxpool_forward
 maxpool_backward = _impl.maxpool_backward
+
+
+def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
+    """Convolution, ``(N, C, H, W) -> (N, OC, OH, OW)``; see ``reference.conv_forward``."""
+    with _blas_on_one_thread():
+        return _impl.conv_forward(x, W, b, stride, pad, groups, work)
+
+
+def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None):
+    """``(dx, dW)`` of :func:`conv_forward`; see ``reference.conv_backward``."""
+    with _blas_on_one_thread():
+        return _impl.conv_backward(x, W, dout, stride, pad, groups, input_grad, work)
 
 
 def backend():
@@ -73,3 +86,49 @@ def set_blas_threads(n):
     if n < 1:
         raise ValueError(f"number of BLAS threads must be >= 1, got {n}")
     threadpool_limits(limits=int(n), user_api="blas")
+
+
+_blas_libraries = None
+
+
+@contextlib.contextmanager
+def _blas_on_one_thread():
+    """Keep each BLAS call on its caller's thread while the compiled
+    convolution runs: its threads call BLAS at the same time, and a BLAS
+    that split each call again would put 4 threads on 2 cores (the 64x12x12
+    convolution of the benchmark took 2-6x longer)."""
+    global _blas_libraries
+    if get_num_threads() == 1:
+        yield
+        return
+    if _blas_libraries is None:
+        _blas_libraries = _blas_libraries_besides_numpys()
+    before = [lib.num_threads for lib in _blas_libraries]
+    for lib in _blas_libraries:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(_blas_libraries, before):
+            lib.set_num_threads(n)
+
+
+def _blas_libraries_besides_numpys():
+    """The BLAS libraries loaded, except NumPy's own copy where it has one.
+
+    The compiled convolution calls BLAS through SciPy. Pip's NumPy and SciPy
+    each bring their own OpenBLAS; limiting NumPy's too made NumPy's next
+    products slower (LeNet-5's step at batch 128: the backward passes of C1
+    and C3 took 1.4-1.8 ms longer each). Where they share one library, it is
+    limited: a slower next product is better than 4 threads on 2 cores.
+    """
+    from pathlib import Path
+
+    import numpy
+    from threadpoolctl import ThreadpoolController
+    numpy_dir = Path(numpy.__file__).resolve().parent
+    numpy_owned = (numpy_dir, numpy_dir.parent / "numpy.libs")
+    libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+    others = [lib for lib in libraries
+              if not any(Path(lib.filepath).resolve().is_relative_to(d) for d in numpy_owned)]
+    return others or libraries

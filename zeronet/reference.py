@@ -14,7 +14,8 @@ Layouts (the book's, ch. 7.4):
 """
 import numpy as np
 
-from zeronet._validate import (ARGMAX_DTYPE, conv_output_size, float_array, output_array,
+from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
+                               float_array, output_array,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
                                window_args)
 
@@ -64,6 +65,54 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
             img[:, :, ky:ky + sh * oh:sh, kx:kx + sw * ow:sw] += col6[:, :, ky, kx]
     result[...] = img[:, :, ph:ph + h, pw:pw + w]
     return result
+
+
+def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
+    """Convolution: ``y = im2col(x) @ W.reshape(OC, -1).T + b``, per group.
+
+    Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, KH, KW)``, b ``(OC,)`` ->
+    y ``(N, OC, OH, OW)``. With ``groups`` > 1, output maps of group g see
+    only input channels of group g (Krizhevsky et al. 2012's two towers).
+    ``work`` (a dict for the compiled core's scratch arrays) is not used.
+    """
+    kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, b, stride, pad, groups)
+    col = im2col(x, (kh, kw), (sh, sw), (ph, pw))
+    out = np.empty((col.shape[0], W.shape[0]), dtype=x.dtype)
+    W2 = W.reshape(W.shape[0], -1)
+    for maps, cols in _group_slices(W.shape, groups):
+        out[:, maps] = col[:, cols] @ W2[maps].T
+    y = out.reshape(x.shape[0], oh, ow, W.shape[0]).transpose(0, 3, 1, 2) + b[:, None, None]
+    return np.ascontiguousarray(y)
+
+
+def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None):
+    """Gradients of :func:`conv_forward`: ``(dx, dW)``, dx None unless
+    ``input_grad``. (The bias gradient is dout summed over N, OH, OW.)
+    ``work`` is not used, as in :func:`conv_forward`.
+
+    Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, KH, KW)``, dout
+    ``(N, OC, OH, OW)`` -> dx like x, dW like W.
+    """
+    kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups)
+    conv_grad_args(x, W, dout, oh, ow)
+    col = im2col(x, (kh, kw), (sh, sw), (ph, pw))
+    rows = dout.transpose(0, 2, 3, 1).reshape(col.shape[0], W.shape[0])   # like col's rows
+    W2, dW = W.reshape(W.shape[0], -1), np.empty_like(W)
+    dW2, dcol = dW.reshape(W2.shape), np.empty_like(col)
+    for maps, cols in _group_slices(W.shape, groups):
+        dW2[maps] = rows[:, maps].T @ col[:, cols]
+        dcol[:, cols] = rows[:, maps] @ W2[maps]
+    if not input_grad:
+        return None, dW
+    return col2im(dcol, x.shape, (kh, kw), (sh, sw), (ph, pw)), dW
+
+
+def _group_slices(w_shape, groups):
+    """``(maps, cols)`` slices of each group: its rows of W, its columns of col."""
+    oc, cg, kh, kw = w_shape
+    per_group, k = oc // groups, cg * kh * kw
+    return [(slice(g * per_group, (g + 1) * per_group), slice(g * k, (g + 1) * k))
+            for g in range(groups)]
 
 
 def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
