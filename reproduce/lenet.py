@@ -21,7 +21,7 @@ import numpy as np
 
 import common  # beside this script, so on sys.path when it runs
 from zeronet import datasets, layers, models
-from zeronet.optimizers import SDLM, Momentum, PiecewiseConstant
+from zeronet.optimizers import SDLM, Adam, Momentum, PiecewiseConstant
 from zeronet.trainer import Trainer
 
 PAPER = "LeCun et al. 1998, Proc. IEEE 86(11), §III.C and Fig. 9"
@@ -256,7 +256,7 @@ def build_parser():
                     help="training examples per update (the paper: 1)")
     ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
                     help="L2 weight decay (Momentum's rule, Krizhevsky et al. 2012 §5)")
-    ap.add_argument("--optimizer", choices=["momentum", "sdlm"], default=None,
+    ap.add_argument("--optimizer", choices=["momentum", "sdlm", "adam"], default=None,
                     help="minibatch SGD with momentum, or the paper's stochastic diagonal "
                          "Levenberg-Marquardt (default: each row's own, see ROWS)")
     ap.add_argument("--running-curvature", type=common.fraction, default=None, metavar="G",
@@ -316,6 +316,10 @@ def train_row(name, args, data, run_dir, resume):
                          running=(SDLM_RUNNING if args.running_curvature is None
                                   else args.running_curvature) or None,
                          average=args.average or None)
+    elif optimizer_name == "adam":
+        base_lr = args.lr if args.lr is not None else 0.001
+        optimizer = Adam(lr=base_lr, average=args.average or None)
+        optimizer.momentum = 0.0
     else:
         base_lr = args.lr if args.lr is not None else (row.rbf_lr if output == "rbf" else row.lr)
         optimizer = Momentum(lr=base_lr, weight_decay=args.weight_decay,
