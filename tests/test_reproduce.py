@@ -115,8 +115,20 @@ def test_an_sdlm_run_from_before_running_curvature_resumes_at_its_old_rate(tmp_p
     assert result["base_lr"] == 0.0002 and result["running_curvature"] is None
 
 
+def test_lenet5_with_adam_resumes_with_it_and_says_so(tmp_path):
+    out, result = resume_after_one_pass(tmp_path, "lenet5", "--optimizer", "adam")
+    assert "resumed from" in out
+    assert result["optimizer"] == "adam" and result["base_lr"] == 0.003     # lenet.ADAM_LR
+    assert result["test_error"] < 0.5
+    (run_dir,) = tmp_path.glob("lenet-lenet5-quick-*")
+    report = " ".join((run_dir / "report.md").read_text().split())
+    assert "LeNet-5: the optimizer is Adam" in report
+
+
 @pytest.mark.parametrize("flags, named", [
     (["--optimizer", "sdlm", "--weight-decay", "0.001"], "--weight-decay"),
+    (["--optimizer", "adam", "--weight-decay", "0.001"], "--weight-decay"),
+    (["--optimizer", "adam", "--momentum", "0.5"], "--momentum"),
     (["--running-curvature", "0.1"], "--running-curvature"),
 ])
 def test_flags_of_the_other_optimizer_are_refused(tmp_path, flags, named):
