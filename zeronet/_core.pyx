@@ -284,11 +284,6 @@ cdef inline void _matmul(bint trans_a, bint trans_b, int M, int N, int K,
 CHUNK_BYTES = 1 << 19
 
 
-def conv_chunk_images(Py_ssize_t image_col_bytes):
-    """Images per chunk for an image whose im2col rows take ``image_col_bytes``."""
-    return max(1, CHUNK_BYTES // max(1, image_col_bytes))
-
-
 cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W,
                         const floating[::1] b, floating[:, :, ::1] y,
                         floating[:, :, ::1] col, floating[:, :, ::1] out,
@@ -392,13 +387,18 @@ def _scratch(work, name, shape, dtype):
     return array
 
 
-def _chunk_buffers(x, kh, kw, oh, ow, threads, work, **widths):
-    """The images per chunk, sized from the col width C*KH*KW, and per-thread
-    chunk buffers ``(threads, images*OH*OW, width)`` for each named width."""
-    per_chunk = min(max(1, x.shape[0]),
-                    conv_chunk_images(oh * ow * x.shape[1] * kh * kw * x.itemsize))
-    return per_chunk, [_scratch(work, name, (threads, per_chunk * oh * ow, width), x.dtype)
-                       for name, width in widths.items()]
+def _chunk_images(x, kh, kw, oh, ow):
+    """Images per chunk: as many as fit CHUNK_BYTES of im2col rows (at
+    least one, at most the batch)."""
+    image_col_bytes = oh * ow * x.shape[1] * kh * kw * x.itemsize
+    return min(max(1, x.shape[0]), max(1, CHUNK_BYTES // image_col_bytes))
+
+
+def _chunk_buffers(per_chunk, positions, work, dtype, threads, **widths):
+    """Per-thread chunk buffers ``(threads, per_chunk*positions, width)``,
+    one for each named width."""
+    return [_scratch(work, name, (threads, per_chunk * positions, width), dtype)
+            for name, width in widths.items()]
 
 
 def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
@@ -414,9 +414,11 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
     kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, b, stride, pad, groups)
     n, oc = x.shape[0], W.shape[0]
     y = np.empty((n, oc, oh, ow), dtype=x.dtype)
-    threads = _num_threads
-    per_chunk, (col, out) = _chunk_buffers(x, kh, kw, oh, ow, threads, work,
-                                           col=x.shape[1] * kh * kw, out=oc)
+    per_chunk = _chunk_images(x, kh, kw, oh, ow)
+    # A thread per chunk at most: each thread has its own buffers.
+    threads = max(1, min(_num_threads, -(-n // per_chunk)))
+    col, out = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads,
+                              col=x.shape[1] * kh * kw, out=oc)
     W2 = W.reshape(oc, -1)
     x = _padded(x, ph, pw)
     if x.dtype == np.float32:
@@ -441,13 +443,15 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     conv_grad_args(x, W, dout, oh, ow)
     n, c, h, w = x.shape
     oc = W.shape[0]
-    threads = _num_threads
     k = c * kh * kw
-    per_chunk, (col, dcol, drows) = _chunk_buffers(x, kh, kw, oh, ow, threads, work, col=k,
-                                                   dcol=k if input_grad else 1, drows=oc)
+    per_chunk = _chunk_images(x, kh, kw, oh, ow)
     chunks = -(-n // per_chunk)
     parts = _scratch(work, "dW_parts", (max(1, min(DW_PARTS, chunks)), oc, W.shape[1] * kh * kw),
                      x.dtype)
+    # A thread per part at most: each thread has its own buffers.
+    threads = min(_num_threads, parts.shape[0])
+    col, dcol, drows = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads, col=k,
+                                      dcol=k if input_grad else 1, drows=oc)
     if chunks == 0:
         parts[...] = 0      # an empty batch: no chunk writes any part
     x = _padded(x, ph, pw)
