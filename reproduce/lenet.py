@@ -130,7 +130,8 @@ SDLM_RUNNING = 0.02
 # beta2 0.999), in the paper's schedule shape. On the validation split
 # (LeNet-5, seed 0, batch 16, 20 passes), with RBF outputs: base rate 0.003
 # 1.02%, 0.001 1.03%, 0.0003 1.38%; with softmax at 0.001 1.26%. Momentum
-# SGD's 1.00% is no worse, so Adam is not any row's default.
+# SGD's 1.00% is no worse, so Adam is not any row's default. ADAM_LR is the
+# base rate for every row with Adam; only LeNet-5 with RBF outputs chose it.
 ADAM_LR = 0.003
 BATCH_SIZE = 16
 WEIGHT_DECAY = 0.0

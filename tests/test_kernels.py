@@ -712,6 +712,8 @@ BAD_CALLS = [
                  "b must be float32 like x", id="conv-b-dtype"),
     pytest.param(lambda k: k.conv_forward(X, W, B[:2]), ValueError, r"b must have shape \(3,\)",
                  id="conv-b-shape"),
+    pytest.param(lambda k: k.conv_forward(X, W, None), TypeError, "b must be a numpy.ndarray",
+                 id="conv-no-b"),
     pytest.param(lambda k: k.conv_forward(X, W[:, :1].copy(), B), ValueError, "does not fit x",
                  id="conv-W-channels"),
     pytest.param(lambda k: k.conv_forward(X, W[0], B), ValueError, "W must have 4 dimensions",

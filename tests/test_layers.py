@@ -125,6 +125,10 @@ def use_conv_path(path, monkeypatch):
         pytest.skip("the chunked convolution is part of the compiled core")
     monkeypatch.setattr(L, "PER_IMAGE_DW_BELOW", 10**9 if path == "per_image" else 0)
     monkeypatch.setattr(L, "CHUNKED_ABOVE", -1 if path == "chunked" else 10**18)
+    if path == "chunked":
+        # One image per chunk: even these small batches are split in chunks
+        # (and threads) and the weight gradient in partial sums.
+        monkeypatch.setattr(kernels._core, "CHUNK_BYTES", 1)
 
 
 CONV_PATHS = ["per_image", "one_product", "chunked"]
@@ -139,6 +143,9 @@ def test_convolution_gradients(case, path, monkeypatch):
     kwargs, shape = CONV_CASES[case]
     layer = make_conv(kwargs, rng)
     assert_gradients(layer, rng.standard_normal(shape), rng)
+    # Which way the forward went: the whole-image window has its own.
+    chunked = path == "chunked" and not case.startswith("window_is_image")
+    assert (layer.col is None) == chunked, f"{case} did not take the {path} path"
 
 
 @pytest.mark.parametrize("kwargs, shape", [

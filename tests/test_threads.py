@@ -105,21 +105,51 @@ def test_blas_threads_round_trip():
     assert kernels.get_blas_threads() == before
 
 
-def test_convolution_leaves_blas_thread_counts_as_they_were(restore_threads):
-    # The compiled convolution puts BLAS on one thread while it runs, and
-    # must give every library its own count back, also after an error.
-    from threadpoolctl import threadpool_info, threadpool_limits
+def scipy_blas_threads():
+    """Thread counts of the BLAS libraries the compiled convolution limits."""
+    return [lib.num_threads for lib in kernels._blas_libraries_scipy_calls()]
+
+
+def test_convolution_runs_blas_on_one_thread_and_restores_it(restore_threads, monkeypatch):
+    if not kernels.HAS_OPENMP:
+        pytest.skip("without OpenMP the convolution runs on one thread and leaves BLAS alone")
+    from threadpoolctl import threadpool_limits
     kernels.set_num_threads(2)
+    seen = []
+    forward = kernels._impl.conv_forward
+
+    def spy(*args):
+        seen.append(scipy_blas_threads())
+        return forward(*args)
+    monkeypatch.setattr(kernels._impl, "conv_forward", spy)
     x = np.ones((4, 2, 6, 6), np.float32)
     W = np.ones((3, 2, 3, 3), np.float32)
     with threadpool_limits(limits=2, user_api="blas"):
-        before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        before = scipy_blas_threads()
         y = kernels.conv_forward(x, W, np.zeros(3, np.float32))
-        kernels.conv_backward(x, W, y)
-        with pytest.raises(ValueError):
+        assert seen and all(n == 1 for n in seen[0]), seen
+        with pytest.raises(ValueError):       # restored after an error too
             kernels.conv_backward(x, W, y[:, :2].copy())
-        after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    assert after == before
+        assert scipy_blas_threads() == before == [2] * len(before)
+
+
+def test_overlapping_convolutions_restore_blas_threads(restore_threads):
+    # Two Python threads can be inside the convolution at once (it releases
+    # the GIL), and leave in either order: A in, B in, A out, B out. B must
+    # not take A's 1 thread for the count to restore.
+    if not kernels.HAS_OPENMP:
+        pytest.skip("without OpenMP the convolution leaves BLAS alone")
+    from threadpoolctl import threadpool_limits
+    kernels.set_num_threads(2)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = scipy_blas_threads()
+        a, b = kernels._blas_on_one_thread(), kernels._blas_on_one_thread()
+        a.__enter__()
+        b.__enter__()
+        a.__exit__(None, None, None)
+        assert all(n == 1 for n in scipy_blas_threads())     # B is still inside
+        b.__exit__(None, None, None)
+        assert scipy_blas_threads() == before
 
 
 def test_bad_thread_settings_raise(restore_threads):

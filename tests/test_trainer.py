@@ -109,6 +109,12 @@ def setup(kind):
         optimizer = optimizers.Momentum(lr=0.05)
         schedule = optimizers.PiecewiseConstant([3], [0.05, 0.01])
         augment, reshape = add_noise, True
+    elif kind == "adam":
+        # Adam's step size depends on its step count t and on m and v.
+        net = conv_dropout_net(rng)
+        optimizer = optimizers.Adam(lr=0.01)
+        schedule = optimizers.PiecewiseConstant([3], [0.01, 0.002])
+        reshape = True
     elif kind == "sdlm_running":
         net = conv_dropout_net(rng)
         optimizer = optimizers.SDLM(lr=0.01, samples=40, running=0.3)
@@ -137,7 +143,7 @@ def train(kind, checkpoint, epochs, resume=False):
 
 
 @pytest.mark.parametrize("kind", ["momentum", "dropout", "augment", "plateau", "conv_everything",
-                                  "averaged", "sdlm", "sdlm_running"])
+                                  "averaged", "adam", "sdlm", "sdlm_running"])
 def test_resume_after_interrupt_equals_uninterrupted(kind, tmp_path):
     full = train(kind, tmp_path / "full.h5", epochs=4)
     train(kind, tmp_path / "part.h5", epochs=2)                   # "interrupted" after 2

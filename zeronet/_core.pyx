@@ -16,6 +16,7 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -372,7 +373,7 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
 
 
 # A fixed number of weight-gradient partials: at most this many threads
-# share the backward pass.
+# share a convolution.
 DW_PARTS = 16
 
 
@@ -392,6 +393,13 @@ def _chunk_images(x, kh, kw, oh, ow):
     least one, at most the batch)."""
     image_col_bytes = oh * ow * x.shape[1] * kh * kw * x.itemsize
     return min(max(1, x.shape[0]), max(1, CHUNK_BYTES // image_col_bytes))
+
+
+def _check_blas_sizes(*sizes):
+    """BLAS takes its sizes as C ints."""
+    if max(sizes) > INT_MAX:
+        raise ValueError(f"convolution too large for BLAS: a chunk needs sizes {sizes}, "
+                         f"more than {INT_MAX}")
 
 
 def _chunk_buffers(per_chunk, positions, work, dtype, threads, **widths):
@@ -415,8 +423,10 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
     n, oc = x.shape[0], W.shape[0]
     y = np.empty((n, oc, oh, ow), dtype=x.dtype)
     per_chunk = _chunk_images(x, kh, kw, oh, ow)
-    # A thread per chunk at most: each thread has its own buffers.
-    threads = max(1, min(_num_threads, -(-n // per_chunk)))
+    _check_blas_sizes(per_chunk * oh * ow, x.shape[1] * kh * kw, oc)
+    # A thread per chunk at most (each has its own buffers), and no more
+    # than backward uses, so that the two share their scratch arrays.
+    threads = max(1, min(_num_threads, DW_PARTS, -(-n // per_chunk)))
     col, out = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads,
                               col=x.shape[1] * kh * kw, out=oc)
     W2 = W.reshape(oc, -1)
@@ -439,12 +449,13 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     ``(N, OC, OH, OW)`` -> dx like x, dW like W.
     """
     cdef Py_ssize_t kh, kw, sh, sw, ph, pw, oh, ow
-    kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups)
+    kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups, with_bias=False)
     conv_grad_args(x, W, dout, oh, ow)
     n, c, h, w = x.shape
     oc = W.shape[0]
     k = c * kh * kw
     per_chunk = _chunk_images(x, kh, kw, oh, ow)
+    _check_blas_sizes(per_chunk * oh * ow, k, oc)
     chunks = -(-n // per_chunk)
     parts = _scratch(work, "dW_parts", (max(1, min(DW_PARTS, chunks)), oc, W.shape[1] * kh * kw),
                      x.dtype)

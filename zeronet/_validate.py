@@ -85,9 +85,9 @@ def conv_output_size(size, kernel, stride, pad, axis):
     return span // stride + 1
 
 
-def conv_args(x, W, b, stride, pad, groups):
+def conv_args(x, W, b, stride, pad, groups, with_bias=True):
     """Check a convolution's arguments: x ``(N, C, H, W)``, W ``(OC, C/groups,
-    KH, KW)`` and b ``(OC,)`` (or None), all of x's dtype. Returns
+    KH, KW)`` and, if ``with_bias``, b ``(OC,)``, all of x's dtype. Returns
     ``KH, KW, SH, SW, PH, PW, OH, OW``."""
     float_array(x, "x", 4)
     float_array(W, "W", 4)
@@ -100,7 +100,7 @@ def conv_args(x, W, b, stride, pad, groups):
                          f"groups={groups}: need (OC, C/groups, KH, KW), groups dividing OC")
     if W.dtype != x.dtype:
         raise TypeError(f"W must be {x.dtype} like x, got {W.dtype}")
-    if b is not None:
+    if with_bias:
         float_array(b, "b", 1)
         if b.dtype != x.dtype:
             raise TypeError(f"b must be {x.dtype} like x, got {b.dtype}")

@@ -10,6 +10,7 @@ never imports ``_core`` or ``reference`` directly.
 """
 import contextlib
 import os
+import threading
 import warnings
 
 from zeronet import reference
@@ -89,6 +90,9 @@ def set_blas_threads(n):
 
 
 _blas_libraries = None
+_blas_lock = threading.Lock()
+_blas_holders = 0      # calls inside _blas_on_one_thread now
+_blas_saved = []       # the thread counts to restore when the last one leaves
 
 
 @contextlib.contextmanager
@@ -96,39 +100,52 @@ def _blas_on_one_thread():
     """Keep each BLAS call on its caller's thread while the compiled
     convolution runs: its threads call BLAS at the same time, and a BLAS
     that split each call again would put 4 threads on 2 cores (the 64x12x12
-    convolution of the benchmark took 2-6x longer)."""
-    global _blas_libraries
+    convolution of the benchmark took 2-6x longer).
+
+    The convolution releases the GIL, so several Python threads may be
+    inside at once: the first one in saves the counts, the last one out
+    restores them."""
+    global _blas_libraries, _blas_holders, _blas_saved
     if get_num_threads() == 1:
         yield
         return
-    if _blas_libraries is None:
-        _blas_libraries = _blas_libraries_besides_numpys()
-    before = [lib.num_threads for lib in _blas_libraries]
-    for lib in _blas_libraries:
-        lib.set_num_threads(1)
+    with _blas_lock:
+        if _blas_libraries is None:
+            _blas_libraries = _blas_libraries_scipy_calls()
+        if _blas_holders == 0:
+            _blas_saved = [(lib, lib.num_threads) for lib in _blas_libraries]
+            for lib, n in _blas_saved:
+                if n is not None:
+                    lib.set_num_threads(1)
+        _blas_holders += 1
     try:
         yield
     finally:
-        for lib, n in zip(_blas_libraries, before):
-            lib.set_num_threads(n)
+        with _blas_lock:
+            _blas_holders -= 1
+            if _blas_holders == 0:
+                for lib, n in _blas_saved:
+                    if n is not None:
+                        lib.set_num_threads(n)
 
 
-def _blas_libraries_besides_numpys():
-    """The BLAS libraries loaded, except NumPy's own copy where it has one.
+def _blas_libraries_scipy_calls():
+    """The BLAS libraries the compiled convolution may call (through SciPy):
+    SciPy's own copy where it has one, else every BLAS library loaded.
 
-    The compiled convolution calls BLAS through SciPy. Pip's NumPy and SciPy
-    each bring their own OpenBLAS; limiting NumPy's too made NumPy's next
-    products slower (LeNet-5's step at batch 128: the backward passes of C1
-    and C3 took 1.4-1.8 ms longer each). Where they share one library, it is
-    limited: a slower next product is better than 4 threads on 2 cores.
+    Pip's NumPy and SciPy each bring their own OpenBLAS. Limiting NumPy's
+    too made NumPy's next products slower in LeNet-5's step. Where SciPy's
+    library cannot be told apart (a BLAS shared with NumPy, or one that
+    threadpoolctl does not list), every library is limited: a slower next
+    product is better than 4 threads on 2 cores.
     """
     from pathlib import Path
 
-    import numpy
+    import scipy
     from threadpoolctl import ThreadpoolController
-    numpy_dir = Path(numpy.__file__).resolve().parent
-    numpy_owned = (numpy_dir, numpy_dir.parent / "numpy.libs")
+    scipy_dir = Path(scipy.__file__).resolve().parent
+    scipy_owned = (scipy_dir, scipy_dir.parent / "scipy.libs")
     libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
-    others = [lib for lib in libraries
-              if not any(Path(lib.filepath).resolve().is_relative_to(d) for d in numpy_owned)]
-    return others or libraries
+    own = [lib for lib in libraries
+           if any(Path(lib.filepath).resolve().is_relative_to(d) for d in scipy_owned)]
+    return own or libraries

@@ -264,7 +264,8 @@ class Convolution(Layer):
         w_data = W.data * W.mask if W.mask is not None else W.data
         self.col_W = w_data.reshape(G, OC // G, -1)     # (G, OC/G, C/G*KH*KW)
         if self._chunked(x.shape, OH * OW):
-            self.x, self.col = np.ascontiguousarray(x), None
+            # A copy, as the classic path's col is: the caller may change x.
+            self.x, self.col = np.array(x, order="C"), None
             return kernels.conv_forward(self.x, w_data, b.data, self.stride, self.pad, G,
                                         work=self._work)
         self.x = None
@@ -312,8 +313,8 @@ class Convolution(Layer):
     def _chunked_backprop(self, dout, x, col_W, dW, db):
         """_backprop for a forward that went through ``kernels.conv_forward``."""
         db[...] = np.einsum("nchw->c", dout)
-        dx, dW_batch = kernels.conv_backward(x, col_W.reshape(dW.shape),
-                                             np.ascontiguousarray(dout), self.stride,
+        dout = np.ascontiguousarray(dout, dtype=self.dtype)
+        dx, dW_batch = kernels.conv_backward(x, col_W.reshape(dW.shape), dout, self.stride,
                                              self.pad, self.groups, self.input_grad,
                                              work=self._work)
         dW[...] = dW_batch

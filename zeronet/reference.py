@@ -93,7 +93,7 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, KH, KW)``, dout
     ``(N, OC, OH, OW)`` -> dx like x, dW like W.
     """
-    kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups)
+    kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups, with_bias=False)
     conv_grad_args(x, W, dout, oh, ow)
     col = im2col(x, (kh, kw), (sh, sw), (ph, pw))
     rows = dout.transpose(0, 2, 3, 1).reshape(col.shape[0], W.shape[0])   # like col's rows
