@@ -133,11 +133,10 @@ def _blas_libraries_scipy_calls():
     """The BLAS libraries the compiled convolution may call (through SciPy):
     SciPy's own copy where it has one, else every BLAS library loaded.
 
-    Pip's NumPy and SciPy each bring their own OpenBLAS. Limiting NumPy's
-    too made NumPy's next products slower in LeNet-5's step. Where SciPy's
-    library cannot be told apart (a BLAS shared with NumPy, or one that
-    threadpoolctl does not list), every library is limited: a slower next
-    product is better than 4 threads on 2 cores.
+    Pip's NumPy and SciPy each bring their own OpenBLAS; NumPy's keeps the
+    thread count the user gave it. Where SciPy's library cannot be told
+    apart (a BLAS shared with NumPy, or one that threadpoolctl does not
+    list), every library is limited while the convolution runs.
     """
     from pathlib import Path
 
