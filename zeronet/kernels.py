@@ -100,7 +100,7 @@ def _blas_on_one_thread():
     """Keep each BLAS call on its caller's thread while the compiled
     convolution runs: its threads call BLAS at the same time, and a BLAS
     that split each call again would put 4 threads on 2 cores (the 64x12x12
-    convolution of the benchmark took 2-6x longer).
+    convolution of the benchmark took 2-5x longer, forward and backward).
 
     The convolution releases the GIL, so several Python threads may be
     inside at once: the first one in saves the counts, the last one out
