@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The compiled core: im2col / col2im and max pooling.
+"""The compiled core: im2col / col2im, max pooling, and a convolution that
+runs im2col and the matrix products a few images at a time.
 
 Same contract as :mod:`zeronet.reference` (read that first: it is the
 readable version). Every ``def`` here validates its arguments with the same
@@ -9,8 +10,9 @@ checks the ``out=`` array it is given), then hands typed memoryviews to a
 so other Python threads run meanwhile.
 
 Parallel loops (``prange``) only run over outputs that no other iteration
-writes: rows of ``col``, images of ``dx``, ``(n, c)`` planes of pooling. So the
-result is bit-identical for any number of threads.
+writes: rows of ``col``, images of ``dx``, ``(n, c)`` planes of pooling,
+chunks of images and fixed partial sums of the convolution. So the result is
+bit-identical for any number of threads.
 """
 import numpy as np
 
