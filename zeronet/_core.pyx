@@ -390,18 +390,20 @@ def _scratch(work, name, shape, dtype):
     return array
 
 
-def _chunk_images(x, kh, kw, oh, ow):
-    """Images per chunk: as many as fit CHUNK_BYTES of im2col rows (at
-    least one, at most the batch)."""
-    image_col_bytes = oh * ow * x.shape[1] * kh * kw * x.itemsize
-    return min(max(1, x.shape[0]), max(1, CHUNK_BYTES // image_col_bytes))
-
-
-def _check_blas_sizes(*sizes):
-    """BLAS takes its sizes as C ints."""
-    if max(sizes) > INT_MAX:
-        raise ValueError(f"convolution too large for BLAS: a chunk needs sizes {sizes}, "
-                         f"more than {INT_MAX}")
+def _chunk_plan(x, oc, kh, kw, oh, ow):
+    """How forward and backward split the batch: ``(per_chunk, chunks,
+    parts, threads)``. A chunk holds as many images as fit CHUNK_BYTES of
+    im2col rows (at least one); ``parts`` weight-gradient partials, at most
+    DW_PARTS; a thread per part at most, so each thread's buffers serve both
+    passes."""
+    n, k = x.shape[0], x.shape[1] * kh * kw
+    per_chunk = min(max(1, n), max(1, CHUNK_BYTES // (oh * ow * k * x.itemsize)))
+    if max(per_chunk * oh * ow, k, oc) > INT_MAX:     # BLAS takes its sizes as C ints
+        raise ValueError(f"convolution too large for BLAS: a chunk of {per_chunk * oh * ow} "
+                         f"rows, {k} columns and {oc} maps; at most {INT_MAX} each")
+    chunks = -(-n // per_chunk)
+    parts = max(1, min(DW_PARTS, chunks))
+    return per_chunk, chunks, parts, min(_num_threads, parts)
 
 
 def _chunk_buffers(per_chunk, positions, work, dtype, threads, **widths):
@@ -424,11 +426,7 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
     kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, b, stride, pad, groups)
     n, oc = x.shape[0], W.shape[0]
     y = np.empty((n, oc, oh, ow), dtype=x.dtype)
-    per_chunk = _chunk_images(x, kh, kw, oh, ow)
-    _check_blas_sizes(per_chunk * oh * ow, x.shape[1] * kh * kw, oc)
-    # A thread per chunk at most (each has its own buffers), and no more
-    # than backward uses, so that the two share their scratch arrays.
-    threads = max(1, min(_num_threads, DW_PARTS, -(-n // per_chunk)))
+    per_chunk, _, _, threads = _chunk_plan(x, oc, kh, kw, oh, ow)
     col, out = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads,
                               col=x.shape[1] * kh * kw, out=oc)
     W2 = W.reshape(oc, -1)
@@ -456,13 +454,8 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     n, c, h, w = x.shape
     oc = W.shape[0]
     k = c * kh * kw
-    per_chunk = _chunk_images(x, kh, kw, oh, ow)
-    _check_blas_sizes(per_chunk * oh * ow, k, oc)
-    chunks = -(-n // per_chunk)
-    parts = _scratch(work, "dW_parts", (max(1, min(DW_PARTS, chunks)), oc, W.shape[1] * kh * kw),
-                     x.dtype)
-    # A thread per part at most: each thread has its own buffers.
-    threads = min(_num_threads, parts.shape[0])
+    per_chunk, chunks, num_parts, threads = _chunk_plan(x, oc, kh, kw, oh, ow)
+    parts = _scratch(work, "dW_parts", (num_parts, oc, W.shape[1] * kh * kw), x.dtype)
     col, dcol, drows = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads, col=k,
                                       dcol=k if input_grad else 1, drows=oc)
     if chunks == 0:

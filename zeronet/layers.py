@@ -296,38 +296,38 @@ class Convolution(Layer):
 
     def backward(self, dout):
         W, b = self.params["W"], self.params["b"]
-        if self.col is None:
-            return self._chunked_backprop(dout, self.x, self.col_W, W.grad, b.grad)
-        return self._backprop(dout, self.col, self.col_W, W.grad, b.grad)
+        return self._backprop(dout, self._saved(), self.col_W, W.grad, b.grad)
 
     def curvature_backward(self, d2out):
         # y = col W^T + b is linear: the same pass with every factor squared.
-        if self.col is None:
-            # im2col only copies values (and pads with 0 = 0^2), so the
-            # square of x's col is the col of x squared.
-            return self._chunked_backprop(d2out, np.square(self.x), np.square(self.col_W),
-                                          *_fresh_curvatures(self, "W", "b"))
-        return self._backprop(d2out, np.square(self.col), np.square(self.col_W),
+        # (im2col only copies values, and pads with 0 = 0^2, so for the
+        # chunked path the square of x's col is the col of x squared.)
+        return self._backprop(d2out, np.square(self._saved()), np.square(self.col_W),
                               *_fresh_curvatures(self, "W", "b"))
 
-    def _chunked_backprop(self, dout, x, col_W, dW, db):
-        """_backprop for a forward that went through ``kernels.conv_forward``."""
-        db[...] = np.einsum("nchw->c", dout)
-        dout = np.ascontiguousarray(dout, dtype=self.dtype)
-        dx, dW_batch = kernels.conv_backward(x, col_W.reshape(dW.shape), dout, self.stride,
-                                             self.pad, self.groups, self.input_grad,
-                                             work=self._work)
-        dW[...] = dW_batch
+    def _saved(self):
+        """What forward kept for backward: col, or x when it went chunked."""
+        return self.x if self.col is None else self.col
+
+    def _backprop(self, dout, saved, col_W, dW, db):
+        """Fill ``dW``, ``db`` from ``dout (N, OC, OH, OW)`` and the forward's
+        ``col`` (or ``x`` on the chunked path) and ``col_W``, or their
+        squares; return dx (or None)."""
+        db[...] = np.einsum("nchw->c", dout)      # 2x faster than sum(axis=(0, 2, 3))
+        if self.col is None:
+            dx, dW[...] = kernels.conv_backward(
+                saved, col_W.reshape(dW.shape), np.ascontiguousarray(dout, dtype=self.dtype),
+                self.stride, self.pad, self.groups, self.input_grad, work=self._work)
+        else:
+            dx = self._backprop_col(dout, saved, col_W, dW)
         if self.params["W"].mask is not None:
             dW *= self.params["W"].mask
         return dx
 
-    def _backprop(self, dout, col, col_W, dW, db):
-        """Fill ``dW``, ``db`` from ``dout (N, OC, OH, OW)`` and the forward's
-        ``col``, ``col_W`` (or their squares); return dx (or None)."""
+    def _backprop_col(self, dout, col, col_W, dW):
+        """_backprop's dW and dx through the whole batch's im2col matrix."""
         G, OC, N = self.groups, self.out_channels, dout.shape[0]
         K = col_W.shape[2]
-        db[...] = np.einsum("nchw->c", dout)      # 2x faster than sum(axis=(0, 2, 3))
         dW_groups = dW.reshape(G, OC // G, K)
         # For a tiny weight matrix (LeNet's C1: 6 x 25), OpenBLAS is slow on
         # the one long product over the batch; a product per image, summed,
@@ -349,8 +349,6 @@ class Convolution(Layer):
                 np.matmul(dout_rows[:, maps].T, col[:, cols], out=dW_groups[g])
             if self.input_grad:
                 np.matmul(dout_rows[:, maps], col_W[g], out=dcol[:, cols])
-        if self.params["W"].mask is not None:
-            dW *= self.params["W"].mask
         if not self.input_grad:
             return None
         if self._covers_input(self.x_shape):

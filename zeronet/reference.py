@@ -99,10 +99,12 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     col = im2col(x, (kh, kw), (sh, sw), (ph, pw))
     rows = dout.transpose(0, 2, 3, 1).reshape(col.shape[0], W.shape[0])   # like col's rows
     W2, dW = W.reshape(W.shape[0], -1), np.empty_like(W)
-    dW2, dcol = dW.reshape(W2.shape), np.empty_like(col)
+    dW2 = dW.reshape(W2.shape)
+    dcol = np.empty_like(col) if input_grad else None
     for maps, cols in _group_slices(W.shape, groups):
         dW2[maps] = rows[:, maps].T @ col[:, cols]
-        dcol[:, cols] = rows[:, maps] @ W2[maps]
+        if input_grad:
+            dcol[:, cols] = rows[:, maps] @ W2[maps]
     if not input_grad:
         return None, dW
     return col2im(dcol, x.shape, (kh, kw), (sh, sw), (ph, pw)), dW
