@@ -519,6 +519,57 @@ def test_conv_scratch_arrays_are_kept_and_reused(impl):
         assert all(work[k] is kept[k] for k in kept), "scratch arrays were made again"
 
 
+@pytest.fixture
+def scipy_blas(core):
+    """The compiled convolution on SciPy's BLAS (the fallback when NumPy has
+    none it can call), then back to the BLAS it had."""
+    saved = zeronet.kernels._core_blas
+    core._use_blas64(0, 0, "")
+    yield core
+    if saved is not None:
+        zeronet.kernels._choose_core_blas()
+
+
+@dtypes
+def test_conv_on_scipy_blas_matches_naive(scipy_blas, dtype, monkeypatch):
+    # The default run of test_conv_matches_naive covers the BLAS that
+    # kernels.py chose (NumPy's under pip); this one the other.
+    assert scipy_blas.blas_in_use() == "scipy.linalg.cython_blas"
+    monkeypatch.setattr(scipy_blas, "CHUNK_BYTES", 1)
+    rng = np.random.default_rng(22)
+    for case in CONV_GROUP_CASES:
+        x_shape, kernel, stride, pad, groups = case.values
+        x = make_input(x_shape, dtype, rng)
+        kh, kw = pair(kernel)
+        W = make_input((4, x_shape[1] // groups, kh, kw), dtype, rng)
+        b = make_input((4,), dtype, rng)
+        y = scipy_blas.conv_forward(x, W, b, stride, pad, groups)
+        assert_conv_close(y, naive.conv_forward(x, W, b, stride, pad, groups),
+                          f"conv_forward {case.id}")
+        dout = make_input(y.shape, dtype, rng)
+        dx, dW = scipy_blas.conv_backward(x, W, dout, stride, pad, groups)
+        dx_naive, dW_naive = naive.conv_backward(x, W, dout, stride, pad, groups)
+        assert_conv_close(dx, dx_naive, f"conv_backward dx {case.id}")
+        assert_conv_close(dW, dW_naive, f"conv_backward dW {case.id}")
+
+
+def test_core_calls_numpys_blas_when_numpy_brings_one(core):
+    # pip's NumPy brings OpenBLAS with 64-bit gemm: then the core calls it,
+    # unless ZERONET_BLAS=scipy.
+    found = zeronet.kernels._numpy_blas64()
+    if found is None or zeronet.kernels.FORCED_SCIPY_BLAS:
+        assert core.blas_in_use() == "scipy.linalg.cython_blas"
+    else:
+        assert core.blas_in_use().startswith("NumPy's")
+        limited = zeronet.kernels._blas_libraries_core_calls()
+        assert [lib.filepath for lib in limited] == [found[0].filepath]
+
+
+def test_use_blas64_needs_both_addresses(core):
+    with pytest.raises(ValueError, match="both"):
+        core._use_blas64(1, 0, "half")
+
+
 # -------------------------------------------- thread-count determinism ----
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_blas_threads_round_trip():
 
 def scipy_blas_threads():
     """Thread counts of the BLAS libraries the compiled convolution limits."""
-    return [lib.num_threads for lib in kernels._blas_libraries_scipy_calls()]
+    return [lib.num_threads for lib in kernels._blas_libraries_core_calls()]
 
 
 def test_convolution_runs_blas_on_one_thread_and_restores_it(restore_threads, monkeypatch):

@@ -7,6 +7,9 @@ never imports ``_core`` or ``reference`` directly.
   when the compiled core is built (to feel the difference in speed).
 - If the core is not built, the reference is used with one warning that says
   how to build it.
+- The core's convolution calls NumPy's own BLAS when NumPy brings one it can
+  call safely (pip's NumPy does), else SciPy's; ``ZERONET_BLAS=scipy``
+  selects SciPy's. ``blas_in_use()`` says which.
 """
 import contextlib
 import os
@@ -33,6 +36,7 @@ USING_CORE = HAS_CORE and not FORCED_NUMPY
 HAS_OPENMP = USING_CORE and _core.HAS_OPENMP
 
 _impl = _core if USING_CORE else reference
+FORCED_SCIPY_BLAS = os.environ.get("ZERONET_BLAS", "") == "scipy"
 im2col = _impl.im2col
 col2im = _impl.col2im
 maxpool_forward = _impl.maxpool_forward
@@ -49,6 +53,12 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     """``(dx, dW)`` of :func:`conv_forward`; see ``reference.conv_backward``."""
     with _blas_on_one_thread():
         return _impl.conv_backward(x, W, dout, stride, pad, groups, input_grad, work)
+
+
+def blas_in_use():
+    """The BLAS library the compiled convolution calls (None on the NumPy path,
+    whose products all go through NumPy)."""
+    return _core.blas_in_use() if USING_CORE else None
 
 
 def backend():
@@ -111,7 +121,7 @@ def _blas_on_one_thread():
         return
     with _blas_lock:
         if _blas_libraries is None:
-            _blas_libraries = _blas_libraries_scipy_calls()
+            _blas_libraries = _blas_libraries_core_calls()
         if _blas_holders == 0:
             _blas_saved = [(lib, lib.num_threads) for lib in _blas_libraries]
             for lib, n in _blas_saved:
@@ -129,22 +139,73 @@ def _blas_on_one_thread():
                         lib.set_num_threads(n)
 
 
-def _blas_libraries_scipy_calls():
-    """The BLAS libraries the compiled convolution may call (through SciPy):
-    SciPy's own copy where it has one, else every BLAS library loaded.
-
-    Pip's NumPy and SciPy each bring their own OpenBLAS; NumPy's keeps the
-    thread count the user gave it. Where SciPy's library cannot be told
-    apart (a BLAS shared with NumPy, or one that threadpoolctl does not
-    list), every library is limited while the convolution runs.
-    """
+def _package_owns(package, lib):
+    """Whether threadpoolctl's library controller ``lib`` was loaded from the
+    installed ``package`` (a module) or the folder of libraries its wheel
+    brings beside it (``numpy.libs``, ``scipy.libs``)."""
     from pathlib import Path
+    folder = Path(package.__file__).resolve().parent
+    owned = (folder, folder.parent / f"{folder.name}.libs")
+    return any(Path(lib.filepath).resolve().is_relative_to(d) for d in owned)
 
-    import scipy
+
+def _blas_controllers():
     from threadpoolctl import ThreadpoolController
-    scipy_dir = Path(scipy.__file__).resolve().parent
-    scipy_owned = (scipy_dir, scipy_dir.parent / "scipy.libs")
-    libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
-    own = [lib for lib in libraries
-           if any(Path(lib.filepath).resolve().is_relative_to(d) for d in scipy_owned)]
-    return own or libraries
+    return [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+
+
+# NumPy's wheels bring OpenBLAS built with 64-bit integers, its Fortran
+# symbols renamed with a "_64_" suffix: the suffix is what guarantees that
+# signature, so only these names are ever called.
+NUMPY_GEMM_SYMBOLS = [("scipy_sgemm_64_", "scipy_dgemm_64_"), ("sgemm_64_", "dgemm_64_")]
+
+
+def _numpy_blas64():
+    """NumPy's BLAS as ``(controller, sgemm address, dgemm address)``, or
+    None when NumPy has no BLAS of its own with 64-bit integer gemm."""
+    import ctypes
+
+    import numpy
+    for lib in _blas_controllers():
+        if not _package_owns(numpy, lib):
+            continue
+        dll = ctypes.CDLL(lib.filepath)     # already loaded: the same handle
+        for sgemm_name, dgemm_name in NUMPY_GEMM_SYMBOLS:
+            if hasattr(dll, sgemm_name) and hasattr(dll, dgemm_name):
+                address = lambda name: ctypes.cast(getattr(dll, name), ctypes.c_void_p).value
+                return lib, address(sgemm_name), address(dgemm_name)
+    return None
+
+
+_core_blas = None       # threadpoolctl's controller of the BLAS the core calls, if known
+
+
+def _choose_core_blas():
+    global _core_blas
+    found = None if FORCED_SCIPY_BLAS else _numpy_blas64()
+    if found is not None:
+        _core_blas, sgemm_address, dgemm_address = found
+        _core._use_blas64(sgemm_address, dgemm_address,
+                          f"NumPy's {_core_blas.internal_api} {_core_blas.version} "
+                          f"({os.path.basename(_core_blas.filepath)})")
+
+
+def _blas_libraries_core_calls():
+    """The BLAS libraries the compiled convolution may call: NumPy's when the
+    core calls it; else SciPy's own copy where it has one, else every BLAS
+    library loaded.
+
+    Pip's NumPy and SciPy each bring their own OpenBLAS. Where SciPy's
+    library cannot be told apart (a BLAS shared with NumPy, or one that
+    threadpoolctl does not list), every library is limited while the
+    convolution runs.
+    """
+    if _core_blas is not None:
+        return [_core_blas]
+    import scipy
+    libraries = _blas_controllers()
+    return [lib for lib in libraries if _package_owns(scipy, lib)] or libraries
+
+
+if USING_CORE:
+    _choose_core_blas()
