@@ -255,6 +255,8 @@ def main():
     print(f"zeronet {zeronet.__version__} ({compiled['backend']}, OpenMP "
           f"{'on' if zeronet.kernels.HAS_OPENMP else 'off'}, {args.threads} threads), "
           f"numpy {np.__version__}, torch {torch_run['version'] if torch_run else 'not installed'}")
+    if zeronet.kernels.USING_CORE:
+        print(f"the compiled convolution's BLAS: {zeronet.kernels.blas_in_use()}")
     print(f"batch {BATCH}, float32, times in ms: the median of {args.repeat} runs, the "
           f"fastest such median of {args.rounds} alternating rounds (NumPy: one round)\n")
     header = ("| case | pass | compiled | NumPy ref | PyTorch | compiled / PyTorch "
