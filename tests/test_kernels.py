@@ -519,6 +519,35 @@ def test_conv_scratch_arrays_are_kept_and_reused(impl):
         assert all(work[k] is kept[k] for k in kept), "scratch arrays were made again"
 
 
+def test_conv_ignores_what_the_scratch_arrays_held(impl, monkeypatch):
+    # Several images per chunk and a short last chunk (7 images, 3 a chunk),
+    # padding on both axes and a height stride: the results do not depend on
+    # what an earlier call left in the scratch arrays, NaN included.
+    rng = np.random.default_rng(22)
+    x = make_input((7, 3, 8, 7), np.float64, rng)
+    W = make_input((4, 3, 3, 2), np.float64, rng)
+    b = make_input((4,), np.float64, rng)
+    window = dict(stride=(2, 1), pad=(2, 1))
+    oh, ow = conv_out_shape(x.shape, (3, 2), **window)
+    if impl is not reference:
+        monkeypatch.setattr(impl, "CHUNK_BYTES", 3 * oh * ow * 3 * 3 * 2 * x.itemsize)
+    dout = make_input((7, 4, oh, ow), np.float64, rng)
+    work = {}
+    y = impl.conv_forward(x, W, b, **window, work=work)
+    dx, dW = impl.conv_backward(x, W, dout, **window, work=work)
+    assert_conv_close(y, naive.conv_forward(x, W, b, **window), "conv_forward")
+    for got, expected, name in zip((dx, dW), naive.conv_backward(x, W, dout, **window),
+                                   ["dx", "dW"]):
+        assert_conv_close(got, expected, f"conv_backward {name}")
+    for scratch in work.values():
+        scratch.fill(np.nan)
+    assert_bit_identical(impl.conv_forward(x, W, b, **window, work=work), y,
+                         "conv_forward after NaN in its scratch arrays")
+    for got, expected, name in zip(impl.conv_backward(x, W, dout, **window, work=work),
+                                   (dx, dW), ["dx", "dW"]):
+        assert_bit_identical(got, expected, f"conv_backward {name} after NaN in its scratch")
+
+
 @pytest.fixture
 def scipy_blas(core):
     """The compiled convolution on SciPy's BLAS (the fallback when NumPy has
@@ -603,9 +632,14 @@ def run_every_kernel(core, x, col, dout_seed):
     y = zeronet.kernels.conv_forward(x, W, b, **window)
     dy = make_input(y.shape, x.dtype, np.random.default_rng(dout_seed + 3))
     dx_conv, dW = zeronet.kernels.conv_backward(x, W, dy, **window)
+    # And without padding (the images are unfolded where they lie), stride in height.
+    y_unpadded = zeronet.kernels.conv_forward(x, W, b, stride=(2, 1))
+    dy = make_input(y_unpadded.shape, x.dtype, np.random.default_rng(dout_seed + 4))
+    dx_unpadded, dW_unpadded = zeronet.kernels.conv_backward(x, W, dy, stride=(2, 1))
     return {"im2col": cols, "col2im": dx, "maxpool out": out, "maxpool argmax": argmax,
             "maxpool_backward": dxp, "conv_forward": y, "conv_backward dx": dx_conv,
-            "conv_backward dW": dW}
+            "conv_backward dW": dW, "conv_forward unpadded": y_unpadded,
+            "conv_backward dx unpadded": dx_unpadded, "conv_backward dW unpadded": dW_unpadded}
 
 
 @dtypes

@@ -11,7 +11,8 @@ so other Python threads run meanwhile.
 
 Parallel loops (``prange``) only run over outputs that no other iteration
 writes: rows of ``col``, images of ``dx``, ``(n, c)`` planes of pooling,
-chunks of images and fixed partial sums of the convolution. So the result is
+chunks of images and fixed partial sums of the convolution. Their scratch
+space is a row per thread (indexed by ``threadid()``). So the result is
 bit-identical for any number of threads.
 """
 import numpy as np
@@ -94,10 +95,11 @@ cdef inline int _threads_for(Py_ssize_t work, int num_threads) noexcept nogil:
 
 
 # im2col and col2im work on an image whose zero padding is already in place
-# (np.pad before, a crop after; the convolution pads and crops image by image
-# in its threads): then every window lies inside it, and the loops need no
-# bounds checks at all. The padded copy is KH*KW times smaller than col, so
-# it costs little.
+# (np.pad before, a crop after): then every window lies inside it, and the
+# loops need no bounds checks at all. The padded copy is KH*KW times smaller
+# than col, so it costs little. (The convolution below pads image by image
+# in its threads instead: on one thread, np.pad of the whole batch took about a
+# tenth of its time.)
 
 cdef inline void _copy_windows(floating* dst, const floating* src, Py_ssize_t OW,
                                Py_ssize_t K, Py_ssize_t SW, Py_ssize_t KW) noexcept nogil:
@@ -337,10 +339,10 @@ cdef inline void _matmul(bint trans_a, bint trans_b, int M, int N, int K,
 CHUNK_BYTES = 1 << 19
 
 
-cdef inline const floating* _pad_image(const floating* image, floating* padded, Py_ssize_t C,
+cdef inline const floating* _pad_image(const floating* image, floating* room, Py_ssize_t C,
                                       Py_ssize_t H, Py_ssize_t W, Py_ssize_t PH,
                                       Py_ssize_t PW) noexcept nogil:
-    """One image ``(C, H, W)`` copied into the middle of ``padded`` ``(C,
+    """One image ``(C, H, W)`` copied into the middle of ``room`` ``(C,
     H+2PH, W+2PW)``, whose border is zero already; returns the padded image
     (``image`` itself without padding). Each thread pads image by image
     into a buffer that stays in its cache, instead of np.pad copying the
@@ -350,20 +352,20 @@ cdef inline const floating* _pad_image(const floating* image, floating* padded, 
         return image
     for c in range(C):
         for h in range(H):
-            memcpy(padded + (c * Hp + PH + h) * Wp + PW, image + (c * H + h) * W,
+            memcpy(room + (c * Hp + PH + h) * Wp + PW, image + (c * H + h) * W,
                    W * sizeof(floating))
-    return padded
+    return room
 
 
-cdef inline void _crop_image(floating* image, const floating* padded, Py_ssize_t C,
+cdef inline void _crop_image(floating* dst, const floating* padded, Py_ssize_t C,
                              Py_ssize_t H, Py_ssize_t W, Py_ssize_t PH,
                              Py_ssize_t PW) noexcept nogil:
     """The middle ``(C, H, W)`` of ``padded`` ``(C, H+2PH, W+2PW)`` copied
-    into ``image``: _pad_image's adjoint for a gradient."""
+    into ``dst``: what _pad_image's copy is for a gradient."""
     cdef Py_ssize_t c, h, Hp = H + 2 * PH, Wp = W + 2 * PW
     for c in range(C):
         for h in range(H):
-            memcpy(image + (c * H + h) * W, padded + (c * Hp + PH + h) * Wp + PW,
+            memcpy(dst + (c * H + h) * W, padded + (c * Hp + PH + h) * Wp + PW,
                    W * sizeof(floating))
 
 
@@ -374,6 +376,9 @@ cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W
                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                         Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
                         int groups, int num_threads) noexcept:
+    """conv_forward's loop. ``x`` unpadded; per thread (first axis, at
+    least ``num_threads`` rows): ``col`` and ``out`` a chunk's im2col rows
+    and products, ``x_padded`` room for one padded image, border zero."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], Wd = x.shape[3]
     cdef Py_ssize_t Hp = H + 2 * PH, Wp = Wd + 2 * PW
     cdef Py_ssize_t OC = W.shape[0], P = OH * OW, per_chunk = col.shape[1] // P
@@ -415,6 +420,9 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
                          Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                          Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
                          int groups, bint input_grad, int num_threads) noexcept:
+    """conv_backward's loop. ``x`` and ``dx`` unpadded; per thread, as in
+    _conv_forward, ``col``, ``dcol`` and ``drows`` (dout as rows), and room
+    for one padded image: ``x_padded`` (border zero) and ``dx_padded``."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], Wd = x.shape[3]
     cdef Py_ssize_t Hp = H + 2 * PH, Wp = Wd + 2 * PW
     cdef Py_ssize_t OC = W.shape[0], P = OH * OW, per_chunk = col.shape[1] // P
@@ -425,7 +433,7 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
     cdef floating beta
     cdef const floating* image
     cdef floating* grad
-    cdef bint padded = PH != 0 or PW != 0
+    cdef bint has_pad = PH != 0 or PW != 0
     # The weight gradient sums over all images. Each of a fixed number of
     # parts (not one per thread) sums its own run of chunks into its own
     # partial, in order; the caller adds the partials up. So the result does
@@ -459,14 +467,14 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
                             &W[g * OCg, 0], Kg, 0, &dcol[t, 0, g * Kg], K)
             if input_grad:
                 for i in range(n):
-                    # Fold into a padded image (every window lies inside it),
-                    # then keep its middle.
-                    grad = &dx_padded[t, 0] if padded else &dx[first + i, 0, 0, 0]
+                    # With padding, fold into a padded image (every window
+                    # lies inside it), then keep its middle.
+                    grad = &dx_padded[t, 0] if has_pad else &dx[first + i, 0, 0, 0]
                     memset(grad, 0, C * Hp * Wp * sizeof(floating))
                     for oh in range(OH):
                         _col2im_row(grad, &dcol[t, (i * OH + oh) * OW, 0],
                                     C, Hp, Wp, oh * SH, KH, KW, SW, OW, K)
-                    if padded:
+                    if has_pad:
                         _crop_image(&dx[first + i, 0, 0, 0], grad, C, H, Wd, PH, PW)
 
 
@@ -511,7 +519,8 @@ def _chunk_buffers(per_chunk, positions, work, dtype, threads, **widths):
 
 def _padded_image_buffer(x, threads, ph, pw, work, name):
     """Per-thread room for one zero-padded image of ``x``: ``(threads,
-    C*(H+2ph)*(W+2pw))`` with its border zero (empty without padding)."""
+    C*(H+2ph)*(W+2pw))``, zeroed here on every call (a _scratch array may
+    hold anything) so that its border is zero; empty without padding."""
     n, c, h, w = x.shape
     size = c * (h + 2 * ph) * (w + 2 * pw) if ph or pw else 0
     buffer = _scratch(work, name, (threads, size), x.dtype)
