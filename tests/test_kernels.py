@@ -594,6 +594,16 @@ def test_core_calls_numpys_blas_when_numpy_brings_one(core):
         assert [lib.filepath for lib in limited] == [found[0].filepath]
 
 
+def test_numpy_blas_that_cannot_be_opened_is_passed_over(core, monkeypatch):
+    # Then the core stays on SciPy's BLAS instead of failing at import.
+    import ctypes
+
+    def unloadable(path, *args, **kwargs):
+        raise OSError(f"{path}: cannot open shared object file")
+    monkeypatch.setattr(ctypes, "CDLL", unloadable)
+    assert zeronet.kernels._numpy_blas64() is None
+
+
 def test_use_blas64_needs_both_addresses(core):
     with pytest.raises(ValueError, match="both"):
         core._use_blas64(1, 0, "half")

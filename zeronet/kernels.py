@@ -169,7 +169,10 @@ def _numpy_blas64():
     for lib in _blas_controllers():
         if not _package_owns(numpy, lib):
             continue
-        dll = ctypes.CDLL(lib.filepath)     # already loaded: the same handle
+        try:
+            dll = ctypes.CDLL(lib.filepath)     # already loaded: the same handle
+        except OSError:     # not loadable by path (moved, or a static build): SciPy's then
+            continue
         for sgemm_name, dgemm_name in NUMPY_GEMM_SYMBOLS:
             if hasattr(dll, sgemm_name) and hasattr(dll, dgemm_name):
                 address = lambda name: ctypes.cast(getattr(dll, name), ctypes.c_void_p).value
