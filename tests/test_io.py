@@ -65,6 +65,10 @@ def test_rbf_lenet5_round_trip_keeps_codes_and_loss(tmp_path):
     assert loaded.config() == net.config()
     assert type(loaded.loss_layer).__name__ == "MAPLoss" and loaded.loss_layer.j == 7.5
     assert np.array_equal(loaded.layers["output"].codes, models.digit_codes())
+    hadamard = models.lenet5(np.random.default_rng(3), output="rbf", codes="hadamard")
+    zeronet.save(hadamard, tmp_path / "hadamard.h5")
+    assert np.array_equal(zeronet.load(tmp_path / "hadamard.h5").layers["output"].codes,
+                          models.hadamard_codes())
     digits = np.random.default_rng(4).integers(0, 256, (5, 28, 28), dtype=np.uint8)
     t = np.arange(5)
     assert np.array_equal(net.predict(digits), loaded.predict(digits))

@@ -213,6 +213,36 @@ def test_digit_codes_are_distinct_7x12_bitmaps():
     assert off_diagonal.min() >= 8, hamming
 
 
+@pytest.mark.parametrize("num_classes", [1, 10, 83])
+def test_hadamard_codes_are_balanced_and_equidistant(num_classes):
+    codes = models.hadamard_codes(num_classes, dtype="float64")
+    assert codes.shape == (num_classes, 84)
+    assert set(np.unique(codes)) == {-1.0, 1.0}
+    # Orthogonal rows (H H^T = 84 I), each with as many +1 as -1: so every
+    # two codes differ in exactly half of their 84 places.
+    assert np.array_equal(codes @ codes.T, 84 * np.eye(num_classes))
+    assert np.array_equal(codes.sum(axis=1), np.zeros(num_classes))
+    assert models.hadamard_codes().dtype == np.float32
+
+
+def test_hadamard_codes_reject_more_classes_than_the_matrix_has():
+    with pytest.raises(ValueError, match="84"):
+        models.hadamard_codes(84)
+    with pytest.raises(ValueError, match="84"):
+        models.hadamard_codes(0)
+
+
+def test_lenet5_takes_either_set_of_codes():
+    rng = np.random.default_rng(5)
+    net = models.lenet5(rng, output="rbf", codes="hadamard")
+    assert np.array_equal(net.layers["output"].codes, models.hadamard_codes())
+    assert net.num_parameters() == 60000        # the codes are fixed, not trained
+    assert np.array_equal(models.lenet5(rng, output="rbf").layers["output"].codes,
+                          models.digit_codes())
+    with pytest.raises(ValueError, match="codes"):
+        models.lenet5(rng, output="rbf", codes="random")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_lenet5_shapes(dtype):
     net = models.lenet5(np.random.default_rng(10), dtype=dtype)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import zeronet
+from zeronet import models
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -91,6 +92,15 @@ def test_resuming_a_lenet5_run_from_before_output_existed_keeps_softmax(tmp_path
                                         forget=("output", "rubbish_penalty"))
     assert "resumed from" in out
     assert result["epochs"] == 2 and result["output"] == "softmax"
+
+
+def test_lenet5_resumes_with_the_codes_it_was_started_with(tmp_path):
+    out, result = resume_after_one_pass(tmp_path, "lenet5", "--codes", "hadamard")
+    assert "resumed from" in out
+    assert result["codes"] == "hadamard"
+    (weights,) = tmp_path.glob("lenet-lenet5-quick-*/lenet5/lenet5.h5")
+    assert np.array_equal(zeronet.load(weights).layers["output"].codes,
+                          models.hadamard_codes())
 
 
 def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
@@ -184,6 +194,11 @@ def test_lenet_rows_take_their_validated_output_unless_told():
     assert lenet.row_output(lenet.ROWS["mlp300"], forced) == "softmax"   # no RBF version
     text = lenet.departures({"lenet5": {"output": "rbf"}, "mlp300": {}})
     assert "LeNet-5: the paper's output layer" in text
+    assert "digits drawn for zeronet" in text        # runs from before --codes: bitmaps
+    hadamard = lenet.departures({"lenet5": {"output": "rbf", "codes": "hadamard"}})
+    assert "Hadamard matrix of order 84" in " ".join(hadamard.split())
+    assert lenet.codes_name(models.hadamard_codes()) == "hadamard"
+    assert lenet.codes_name(models.digit_codes()) == "bitmaps"
     assert "28x28-300-10: an affine output layer" in text
     assert "Every row: the optimizer is minibatch SGD" in text
     text = lenet.departures({"lenet5": {"optimizer": "sdlm", "base_lr": 0.0002, "momentum": 0.9},

@@ -55,6 +55,41 @@ def digit_codes(dtype="float32"):
     return np.array(rows, dtype=dtype)
 
 
+def hadamard_codes(num_classes=10, dtype="float32"):
+    """RBF codes that form an error-correcting code, ``(num_classes, 84)``
+    of +-1: rows 1 to ``num_classes`` of a Hadamard matrix of order 84.
+
+    The paper (§II.B) notes that its codes could have been random, or an
+    error-correcting code, and that its digit bitmaps pay off only when
+    reading strings of printable ASCII, not isolated digits. Drawn bitmaps
+    put similar digits close together (ours: 6 and 8 differ in 8 of 84
+    places, 3 and 5 in 10), so F6 must separate exactly the pairs that are
+    hardest to tell apart. Rows of a Hadamard matrix are orthogonal: every
+    two codes differ in exactly 42 places, and each has 42 entries of +1.
+    Row 0 (all +1) is skipped so that every code is balanced.
+
+    The matrix is Paley's (1933): 83 is a prime of the form 4k + 3, and
+    with the quadratic character chi of GF(83) (chi(0) = 0),
+    ``H = I + [[0, 1...1], [-1, Q]]`` with ``Q[i, j] = chi(j - i)`` has
+    ``H H^T = 84 I``.
+    """
+    q = 83
+    if not 1 <= num_classes <= q:
+        raise ValueError(f"an order-84 Hadamard matrix has codes for 1 to {q} classes, "
+                         f"not {num_classes}")
+    squares = {(i * i) % q for i in range(1, q)}
+    chi = np.array([0] + [1 if a in squares else -1 for a in range(1, q)])
+    offsets = np.arange(q)
+    jacobsthal = chi[(offsets[None, :] - offsets[:, None]) % q]
+    skew = np.zeros((q + 1, q + 1), dtype=int)
+    skew[0, 1:], skew[1:, 0], skew[1:, 1:] = 1, -1, jacobsthal
+    hadamard = np.eye(q + 1, dtype=int) + skew
+    return hadamard[1:num_classes + 1].astype(dtype)
+
+
+RBF_CODES = ("bitmaps", "hadamard")     # lenet5(codes=...)
+
+
 def lenet5_c3_table():
     """The C3 connection table as a ``(16, 6)`` 0/1 matrix."""
     table = np.zeros((16, 6), dtype=int)
@@ -71,7 +106,7 @@ def squashing(name):
 
 
 def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num_classes=10,
-           output="softmax", rubbish_penalty=10.0):
+           output="softmax", rubbish_penalty=10.0, codes="bitmaps"):
     """LeNet-5 (LeCun et al. 1998 §II.B) on ``(N, 1, 32, 32)`` input, or on
     uint8 MNIST digits ``(N, 28, 28)``, which its first layer
     (:class:`~zeronet.layers.DigitInput`) pads and normalises.
@@ -80,8 +115,10 @@ def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num
     ``full_c3``), S4 16@5x5, C5 120, F6 84, then the output layer:
     ``output="softmax"``, an Affine layer to ``num_classes`` scores with
     softmax cross-entropy; or ``output="rbf"``, the paper's RBF units with
-    fixed digit codes (:func:`digit_codes`) and its MAP loss with constant
-    ``j = rubbish_penalty`` (eq. 9). Every layer up to F6 is followed by
+    fixed codes and its MAP loss with constant ``j = rubbish_penalty``
+    (eq. 9); ``codes`` picks them: ``"bitmaps"``, stylised digits as in the
+    paper (:func:`digit_codes`), or ``"hadamard"``, an error-correcting code
+    (:func:`hadamard_codes`). Every layer up to F6 is followed by
     the squashing function. Weights uniform in +-2.4/fan-in (Appendix C).
     Trainable parameters through F6: 60,000 (with the Table 1 C3); the RBF
     output adds none.
@@ -93,7 +130,10 @@ def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num
         if num_classes != 10:
             raise ValueError(f"the RBF output has codes for the 10 digits, "
                              f"not {num_classes} classes")
-        output_layer = ("output", L.RBF(digit_codes(dtype), dtype=dtype))
+        if codes not in RBF_CODES:
+            raise ValueError(f"codes must be one of {RBF_CODES}, got {codes!r}")
+        code_vectors = digit_codes(dtype) if codes == "bitmaps" else hadamard_codes(10, dtype)
+        output_layer = ("output", L.RBF(code_vectors, dtype=dtype))
         loss = MAPLoss(rubbish_penalty)
     elif output == "softmax":
         output_layer, loss = ("output", L.Affine(84, num_classes, **kw)), None
