@@ -103,6 +103,23 @@ def test_lenet5_resumes_with_the_codes_it_was_started_with(tmp_path):
                           models.hadamard_codes())
 
 
+def test_an_rbf_run_from_before_j_was_recorded_resumes_at_the_old_j(tmp_path):
+    # Runs made before j was written to config.json trained at j = 10,
+    # which is no longer the default (their checkpoint says 10, too).
+    out, result = resume_after_one_pass(tmp_path, "lenet5", "--rubbish-penalty", "10",
+                                        forget=("rubbish_penalty",))
+    assert "resumed from" in out
+    assert result["rubbish_penalty"] == 10.0
+    (weights,) = tmp_path.glob("lenet-lenet5-quick-*/lenet5/lenet5.h5")
+    assert zeronet.load(weights).loss_layer.j == 10.0
+    sys.path.insert(0, str(REPO / "reproduce"))
+    try:
+        import lenet
+    finally:
+        sys.path.remove(str(REPO / "reproduce"))
+    assert lenet.RUBBISH_PENALTY != 10.0     # so 10 came from the rule, not the default
+
+
 def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
     out, result = resume_after_one_pass(tmp_path, "lenet5", "--optimizer", "sdlm", "--lr", "1e-4")
     assert "resumed from" in out
