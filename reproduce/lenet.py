@@ -63,7 +63,7 @@ def _mlp(hidden):
 
 def _lenet5(rng, args, output):
     return models.lenet5(rng, activation=args.activation, output=output,
-                         rubbish_penalty=args.rubbish_penalty, codes=args.codes or RBF_CODES)
+                         rubbish_penalty=args.rubbish_penalty, codes=args.codes)
 
 
 ROWS = {
@@ -395,7 +395,7 @@ def train_row(name, args, data, run_dir, resume):
         "momentum": getattr(optimizer, "momentum", 0.0),     # Adam has its own
         "batch_size": args.batch_size,
         **({"running_curvature": optimizer.running} if optimizer_name == "sdlm" else {}),
-        **({"rubbish_penalty": args.rubbish_penalty, "codes": args.codes or RBF_CODES}
+        **({"rubbish_penalty": args.rubbish_penalty, "codes": args.codes}
            if output == "rbf" else {}),
     }
     zeronet.save(network, row_dir / f"{name}.h5", metadata={**result, "history": history})
@@ -522,6 +522,9 @@ def main(argv=None):
             args.lr = 0.0002    # SDLM's default rate before --running-curvature existed
     else:
         run_dir = common.new_run_dir(args.out, run_tag(args))
+    # Resolved here, after --resume, so config.json records the codes used
+    # (and a run that recorded none, from when this default was None, gets it).
+    args.codes = args.codes or RBF_CODES
     common.set_threads(args.threads)     # after --resume has restored the run's own
     names = list(ROWS) if args.all else args.model
     print(f"run folder: {run_dir}  (zeronet {zeronet.__version__}, {zeronet.backend()} kernels)")

@@ -30,6 +30,16 @@ def mnist_dir():
     pytest.skip("MNIST not available (set ZERONET_DATA)")
 
 
+def import_lenet():
+    """The script reproduce/lenet.py as a module, for its functions and defaults."""
+    sys.path.insert(0, str(REPO / "reproduce"))
+    try:
+        import lenet
+    finally:
+        sys.path.remove(str(REPO / "reproduce"))
+    return lenet
+
+
 def run_lenet(*args):
     cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), "--no-progress", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -112,11 +122,7 @@ def test_an_rbf_run_from_before_j_was_recorded_resumes_at_the_old_j(tmp_path):
     assert result["rubbish_penalty"] == 10.0
     (weights,) = tmp_path.glob("lenet-lenet5-quick-*/lenet5/lenet5.h5")
     assert zeronet.load(weights).loss_layer.j == 10.0
-    sys.path.insert(0, str(REPO / "reproduce"))
-    try:
-        import lenet
-    finally:
-        sys.path.remove(str(REPO / "reproduce"))
+    lenet = import_lenet()
     assert lenet.RUBBISH_PENALTY != 10.0     # so 10 came from the rule, not the default
 
 
@@ -198,11 +204,7 @@ def test_run_folders_started_in_the_same_second_do_not_collide(tmp_path, monkeyp
 
 
 def test_lenet_rows_take_their_validated_output_unless_told():
-    sys.path.insert(0, str(REPO / "reproduce"))
-    try:
-        import lenet
-    finally:
-        sys.path.remove(str(REPO / "reproduce"))
+    lenet = import_lenet()
     defaults = lenet.build_parser().parse_args([])
     assert lenet.row_output(lenet.ROWS["lenet5"], defaults) == "rbf"
     assert lenet.row_output(lenet.ROWS["lenet5-distortions"], defaults) == "softmax"

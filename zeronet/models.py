@@ -87,7 +87,8 @@ def hadamard_codes(num_classes=10, dtype="float32"):
     return hadamard[1:num_classes + 1].astype(dtype)
 
 
-RBF_CODES = ("bitmaps", "hadamard")     # lenet5(codes=...)
+# lenet5(codes=...): name -> function(dtype=...) giving the (10, 84) codes.
+RBF_CODES = {"bitmaps": digit_codes, "hadamard": hadamard_codes}
 
 
 def lenet5_c3_table():
@@ -131,9 +132,8 @@ def lenet5(rng, *, activation="scaled_tanh", full_c3=False, dtype="float32", num
             raise ValueError(f"the RBF output has codes for the 10 digits, "
                              f"not {num_classes} classes")
         if codes not in RBF_CODES:
-            raise ValueError(f"codes must be one of {RBF_CODES}, got {codes!r}")
-        code_vectors = digit_codes(dtype) if codes == "bitmaps" else hadamard_codes(10, dtype)
-        output_layer = ("output", L.RBF(code_vectors, dtype=dtype))
+            raise ValueError(f"codes must be one of {tuple(RBF_CODES)}, got {codes!r}")
+        output_layer = ("output", L.RBF(RBF_CODES[codes](dtype=dtype), dtype=dtype))
         loss = MAPLoss(rubbish_penalty)
     elif output == "softmax":
         output_layer, loss = ("output", L.Affine(84, num_classes, **kw)), None
