@@ -179,6 +179,82 @@ class DigitInput(Layer):
         return None
 
 
+class ImageInput(Layer):
+    """Colour images in, the network's input out (Krizhevsky et al. 2012 §2, §4.1).
+
+    The paper's only preprocessing is to subtract the training set's mean
+    image from every pixel (§2); the network sees ``crop x crop`` patches
+    (§4.1). So:
+
+    - uint8 images ``(N, C, H, W)`` at the mean image's size (pixels 0..255)
+      become their centre crop, minus the centre crop of ``mean``, times
+      ``scale``: ``(N, C, crop, crop)`` floats. A saved network's
+      ``predict`` therefore takes CIFAR-10 images as they come.
+    - uint8 patches already ``crop x crop`` (a random training crop, one of
+      the ten test views, chosen elsewhere) get the same treatment without
+      the crop: every patch has the *centre* crop of the mean subtracted,
+      wherever it was cut from (cuda-convnet's choice for its CIFAR-10 nets;
+      the mean image is smooth, so the difference is small).
+    - float input of shape ``(N, C, crop, crop)`` is taken as prepared and
+      passed through unchanged (augmentation that works in floats, such as
+      the PCA colour jitter, prepares its batches with :meth:`prepare`).
+
+    ``mean``: ``(C, H, W)``, in pixel units (0..255). ``scale``: 1 keeps the
+    paper's units (pixels 0..255, mean subtracted).
+    Nothing here is trainable and nothing below it needs a gradient:
+    ``backward`` returns None.
+    """
+
+    def __init__(self, mean, crop, scale=1.0, dtype="float32"):
+        self.dtype = np.dtype(dtype)
+        self.mean = np.array(mean, dtype=self.dtype)
+        if self.mean.ndim != 3:
+            raise ValueError(f"ImageInput's mean image must be (C, H, W), got {self.mean.shape}")
+        c, h, w = self.mean.shape
+        self.crop, self.scale = int(crop), float(scale)
+        if not 1 <= self.crop <= min(h, w):
+            raise ValueError(f"crop must be between 1 and {min(h, w)}, got {crop}")
+        top, left = (h - self.crop) // 2, (w - self.crop) // 2
+        self._centre = (slice(None), slice(top, top + self.crop), slice(left, left + self.crop))
+
+    def config(self):
+        return {"mean": self.mean.tolist(), "crop": self.crop, "scale": self.scale,
+                "dtype": self.dtype.name}
+
+    def __repr__(self):     # the mean image would fill the screen
+        return f"ImageInput(mean={self.mean.shape}, crop={self.crop}, scale={self.scale:g})"
+
+    def prepare(self, patches):
+        """uint8 patches ``(N, C, crop, crop)`` -> floats of the same shape,
+        the centre of the mean image subtracted and ``scale`` applied."""
+        t = self.dtype.type
+        out = patches.astype(self.dtype)
+        out -= self.mean[self._centre]
+        if self.scale != 1.0:
+            out *= t(self.scale)
+        return out
+
+    def forward(self, x, *, train=False):
+        c, h, w = self.mean.shape
+        _check_ndim(x, 4, self)
+        if x.dtype != np.uint8:
+            if x.shape[1:] != (c, self.crop, self.crop):
+                raise ValueError(f"ImageInput expects uint8 images (N, {c}, {h}, {w}) or "
+                                 f"(N, {c}, {self.crop}, {self.crop}), or prepared floats "
+                                 f"(N, {c}, {self.crop}, {self.crop}); got {x.dtype}{x.shape}")
+            _check_dtype(x, self.dtype, self)
+            return x
+        if x.shape[1:] == (c, h, w):
+            x = x[(slice(None),) + self._centre]
+        elif x.shape[1:] != (c, self.crop, self.crop):
+            raise ValueError(f"ImageInput expects uint8 images (N, {c}, {h}, {w}) or patches "
+                             f"(N, {c}, {self.crop}, {self.crop}), got {x.shape}")
+        return self.prepare(x)
+
+    def backward(self, dout):
+        return None
+
+
 # Convolution's weight gradient is summed image by image when the weight
 # matrix of a group has fewer values than this (see Convolution._backprop).
 PER_IMAGE_DW_BELOW = 2048

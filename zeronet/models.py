@@ -210,3 +210,101 @@ def lenet4(rng, *, activation="scaled_tanh", dtype="float32", num_classes=10):
         ("c5", L.Convolution(16, 120, 5, **kw)), ("c5_act", act()),
         ("output", L.Affine(120, num_classes, **kw)),
     ])
+
+
+def _pooled(size, pool):
+    """Side length after a max pooling ``pool = (kernel, stride)`` in ceil mode."""
+    kernel, stride = pool
+    return -(-(size - kernel) // stride) + 1 if size > kernel else 1
+
+
+def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden=384,
+                  towers=2, lrn=True, pool=(3, 2), dropout=0.5, activation="relu",
+                  depth=5, init="paper", scale=1.0, num_classes=10, dtype="float32"):
+    """AlexNet (Krizhevsky et al. 2012 §3.5, Fig. 2) scaled to CIFAR-10.
+
+    ``(N, 3, 32, 32)`` uint8 images (or prepared crops, see
+    :class:`~zeronet.layers.ImageInput`) -> ``(N, num_classes)`` scores.
+
+    As the paper's: five convolutional layers, then two hidden fully
+    connected layers and the output; ReLU after every convolutional and
+    hidden fully connected layer (§3.1); local response normalisation
+    (k=2, n=5, alpha=1e-4, beta=0.75) after the ReLUs of conv1 and conv2
+    (§3.3); overlapping max pooling 3x3 stride 2 after both normalisations
+    and after conv5 (§3.4); two towers (``groups=2``) in conv2, conv4 and
+    conv5, with conv3 and the fully connected layers seeing both (§3.2,
+    §3.5); dropout 0.5 on the two hidden fully connected layers (§4.2).
+    Scaled to 24x24 crops of CIFAR-10 (cuda-convnet's crop): conv1 5x5
+    stride 1 pad 2 instead of 11x11 stride 4 on 224x224, conv2 5x5 pad 2,
+    conv3-5 3x3 pad 1, so the maps are 24 -> 12 -> 6 -> 3 (pools in ceil
+    mode, as cuda-convnet's).
+
+    Shapes (defaults): conv1 64@24x24, pool 12x12, conv2 192@12x12, pool
+    6x6, conv3 384@6x6, conv4 256@6x6, conv5 256@6x6, pool 3x3 (2304
+    values), fc6 384, fc7 384, output 10.
+
+    Options, one mechanism each (the ablations of §3 and §4):
+
+    - ``widths``: kernels of conv1-5; ``hidden``: units of fc6 and fc7.
+    - ``towers=2`` splits conv2, conv4 and conv5 into two groups (§3.2);
+      ``towers=1`` is the paper's comparison net: one tower with half the
+      kernels in every convolutional layer but the last (footnote 2).
+    - ``lrn``: the normalisation layers on or off (§3.3).
+    - ``pool``: ``(3, 2)`` overlapping or ``(2, 2)`` plain pooling (§3.4).
+    - ``dropout``: the ratio on fc6 and fc7, 0 for none (§4.2).
+    - ``activation``: ``"relu"`` (§3.1) or ``"tanh"`` (Fig. 1's comparison).
+    - ``depth``: 5, or 4 to remove conv4, a middle layer (§7).
+    - ``init="paper"``: weights N(0, 0.01), biases 1 in conv2, conv4, conv5
+      and fc6-7, 0 elsewhere (§5); ``"he"``: He normal weights, biases 0.
+    - ``mean``, ``crop``, ``scale``: the input layer's mean image ``(3, H,
+      W)`` (pixel units), crop side and scaling (1 = the paper's 0..255
+      units with the mean subtracted).
+    """
+    if depth not in (4, 5):
+        raise ValueError(f"depth must be 5 or 4 (conv4 removed), got {depth}")
+    if towers not in (1, 2):
+        raise ValueError(f"towers must be 1 or 2, got {towers}")
+    act = squashing(activation)
+    w1, w2, w3, w4, w5 = widths
+    if towers == 1:     # footnote 2: half the kernels, a full-size last conv layer
+        w1, w2, w3, w4 = w1 // 2, w2 // 2, w3 // 2, w4 // 2
+    groups = towers
+
+    def weights(positive_bias):
+        if init == "paper":
+            return dict(weight_init={"type": "Gaussian", "std": 0.01},
+                        bias_init=1.0 if positive_bias else 0.0)
+        if init == "he":
+            return dict(weight_init="He", bias_init=0.0)
+        raise ValueError(f"init must be 'paper' or 'he', got {init!r}")
+
+    kw = dict(dtype=dtype, rng=rng)
+    net = [("input", L.ImageInput(mean, crop, scale, dtype=dtype)),
+           ("conv1", L.Convolution(3, w1, 5, pad=2, **weights(False), **kw)), ("relu1", act())]
+    if lrn:
+        net.append(("lrn1", L.LRN()))
+    net += [("pool1", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
+            ("conv2", L.Convolution(w1, w2, 5, pad=2, groups=groups, **weights(True), **kw)),
+            ("relu2", act())]
+    if lrn:
+        net.append(("lrn2", L.LRN()))
+    net += [("pool2", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
+            ("conv3", L.Convolution(w2, w3, 3, pad=1, **weights(False), **kw)), ("relu3", act())]
+    last = w3
+    if depth == 5:
+        net += [("conv4", L.Convolution(w3, w4, 3, pad=1, groups=groups, **weights(True), **kw)),
+                ("relu4", act())]
+        last = w4
+    net += [("conv5", L.Convolution(last, w5, 3, pad=1, groups=groups, **weights(True), **kw)),
+            ("relu5", act()), ("pool5", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
+            ("flatten", L.Flatten())]
+    side = _pooled(_pooled(_pooled(crop, pool), pool), pool)
+    features = w5 * side * side
+    net += [("fc6", L.Affine(features, hidden, **weights(True), **kw)), ("relu6", act())]
+    if dropout:
+        net.append(("drop6", L.Dropout(dropout, rng=rng)))
+    net += [("fc7", L.Affine(hidden, hidden, **weights(True), **kw)), ("relu7", act())]
+    if dropout:
+        net.append(("drop7", L.Dropout(dropout, rng=rng)))
+    net.append(("fc8", L.Affine(hidden, num_classes, **weights(False), **kw)))
+    return Sequential(net)
