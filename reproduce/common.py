@@ -1,15 +1,32 @@
-"""Bookkeeping shared by the reproduction scripts.
+"""The harness shared by the reproduction scripts.
+
+A script (``lenet.py``, ``alexnet.py``) holds its paper: its models, its
+data, its defaults with their citations. Everything else lives here, in the
+order a run uses it:
+
+- the flags every script takes (:func:`base_parser`);
+- the run folder: a new one, or an interrupted one to resume with the
+  settings it was started with (:func:`open_run`, :func:`record_run`);
+- the data's validation split and quick subset (:func:`select_data`);
+- the learning-rate schedule (:func:`lr_schedule`);
+- training one model with checkpoints, metrics and learning curves
+  (:func:`train`, :func:`train_models`, :func:`save_model`);
+- evaluating saved weights instead of training (:func:`load_weights`,
+  :func:`weights_run`);
+- the "paper vs this run" report (:func:`write_report`).
 
 A run writes everything into its own folder::
 
     config.json        the resolved configuration (every default, every flag)
     environment.json   versions, compiled core yes/no, threads, CPU
-    metrics.csv        one row per epoch (written as training goes)
-    <model>.h5         the trained weights (zeronet.load reads them)
-    checkpoint.h5      the last epoch's state, for --resume
-(``<model>/`` subfolders hold the per-model files when a run trains several.)
     report.md          paper vs this run, for people
     report.json        the same, for programs
+    <model>/           one folder per model the run trains:
+        metrics.csv        one row per epoch (written as training goes)
+        checkpoint.h5      the last epoch's state, for --resume
+        <model>.h5         the trained weights (zeronet.load reads them)
+        result.json        the model's numbers (also in the weights' metadata)
+        *.png              the figures
 """
 import argparse
 import csv
@@ -19,20 +36,42 @@ import os
 import platform
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 import zeronet
+from zeronet import datasets
+from zeronet.optimizers import PiecewiseConstant, ReduceOnPlateau
+from zeronet.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 
+
+# ------------------------------------------------------------------ flags ----
 
 def positive_int(text):
     """argparse type: an int >= 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def count(text):
+    """argparse type: an int >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite float > 0."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -54,10 +93,14 @@ class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def base_parser(description, threads_default):
-    """The flags every reproduction script shares."""
+def base_parser(description, *, threads, training_set):
+    """The flags every reproduction script shares.
+
+    ``threads``: the script's default thread count; ``training_set``: the
+    size of the whole training set, for ``--val``'s help (e.g. "60,000").
+    """
     ap = argparse.ArgumentParser(description=description, formatter_class=_HelpWithDefaults)
-    ap.add_argument("--epochs", type=int, default=None,
+    ap.add_argument("--epochs", type=positive_int, default=None,
                     help="training passes (default: the paper's, per model)")
     ap.add_argument("--seed", type=int, default=0, help="seed of every random generator")
     ap.add_argument("--data-dir", default=None,
@@ -71,8 +114,12 @@ def base_parser(description, threads_default):
                          "(default: the newest run folder of the same model)")
     ap.add_argument("--weights", default=None, metavar="FILE.h5",
                     help="skip training: evaluate these HDF5 weights on the test set")
+    ap.add_argument("--val", type=count, default=0, metavar="N",
+                    help="tuning run: hold out the last N training images and report the error "
+                         f"on them instead of the test set (the final runs use all "
+                         f"{training_set})")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ap.add_argument("--threads", type=positive_int, default=threads_default,
+    ap.add_argument("--threads", type=positive_int, default=threads,
                     help="threads for zeronet's kernels and for BLAS")
     return ap
 
@@ -82,6 +129,8 @@ def set_threads(n):
     zeronet.kernels.set_num_threads(n)
     zeronet.kernels.set_blas_threads(n)
 
+
+# ------------------------------------------------------------- run folder ----
 
 def new_run_dir(out, name):
     """A fresh folder ``<out>/<name>-<timestamp>``."""
@@ -117,31 +166,54 @@ def find_resume_dir(out, name, resume):
     return candidates[-1]
 
 
-def restore_config(args, parser, run_dir, keys, may_change=(), before_flag=None):
-    """On --resume, take the interrupted run's settings from its config.json.
+def restore_config(args, parser, run_dir, keys, may_change=()):
+    """On --resume, take the interrupted run's settings ``keys`` from its
+    config.json.
 
     A flag given now that contradicts the saved value is an error (it would
     silently make a different run), except for those in ``may_change``
-    (e.g. ``epochs``, to train further). ``before_flag`` maps a setting to
-    the value that runs made before its flag existed used, where that is
-    not the flag's default. Returns the names of the settings the run's
-    config.json holds.
+    (e.g. ``epochs``, to train further).
     """
-    saved = json.loads((Path(run_dir) / "config.json").read_text())
-    recorded = set(saved)     # before the loop below fills in the missing ones
-    before_flag = before_flag or {}
+    path = Path(run_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        sys.exit(f"--resume: cannot read {path}: {exc}")
+    missing = [key for key in keys if key not in saved]
+    if missing:
+        sys.exit(f"--resume: {path} does not record {', '.join(missing)}; "
+                 "was it written by this script?")
     for key in keys:
         now, default = getattr(args, key), parser.get_default(key)
-        # A run made before the flag existed ran with its default, unless
-        # before_flag says otherwise.
-        saved.setdefault(key, before_flag.get(key, default))
         if key in may_change and now != default:
             continue
         if now != default and now != saved[key]:
+            was = "default" if saved[key] is None else saved[key]
             sys.exit(f"--resume: --{key.replace('_', '-')} {now} contradicts the run's "
-                     f"{saved[key]} (in {run_dir}/config.json)")
+                     f"{was} (in {path})")
         setattr(args, key, saved[key])
-    return recorded
+
+
+def open_run(args, parser, tag, settings):
+    """The run's folder and whether it resumes: a new ``<out>/<tag>-<time>``,
+    or with ``--resume`` the interrupted run's, whose ``settings`` (flag
+    names) ``args`` then takes from its config.json. ``--epochs`` may
+    differ, to train further."""
+    if args.resume is None:
+        return new_run_dir(args.out, tag), False
+    run_dir = find_resume_dir(args.out, tag, args.resume)
+    restore_config(args, parser, run_dir, settings, may_change=("epochs",))
+    return run_dir, True
+
+
+def record_run(run_dir, args, **config):
+    """Start the run's bookkeeping: threads as ``args`` says, config.json
+    (every flag and the resolved ``config``), environment.json."""
+    set_threads(args.threads)     # after --resume has restored the run's own
+    print(f"run folder: {run_dir}  (zeronet {zeronet.__version__}, {zeronet.backend()} kernels)",
+          flush=True)
+    write_json(run_dir / "config.json", {**vars(args), **config})
+    write_json(run_dir / "environment.json", environment())
 
 
 def cpu_name():
@@ -186,6 +258,131 @@ def write_metrics(path, history):
     os.replace(tmp, path)
 
 
+# ------------------------------------------------------------------- data ----
+
+def select_data(data, args, quick_sizes):
+    """``(x_train, y_train, x_eval, y_eval)`` from a :class:`~zeronet.datasets.Dataset`.
+
+    With ``--val N`` the last N training images take the test set's place
+    everywhere, so the test set is never looked at while choosing
+    hyperparameters. With ``--quick``, the first ``quick_sizes = (train,
+    eval)`` of each: a small, fixed subset, seconds rather than minutes.
+    """
+    x_train, y_train, x_eval, y_eval = data.x_train, data.y_train, data.x_test, data.y_test
+    if args.val:
+        (x_train, y_train), (x_eval, y_eval) = datasets.train_val_split(x_train, y_train, args.val)
+    if args.quick:
+        n_train, n_eval = quick_sizes
+        x_train, y_train, x_eval, y_eval = (x_train[:n_train], y_train[:n_train],
+                                            x_eval[:n_eval], y_eval[:n_eval])
+    return x_train, y_train, x_eval, y_eval
+
+
+def eval_name(args):
+    """What the run reports its error on: ``"val"`` or ``"test"``."""
+    return "val" if args.val else "test"
+
+
+# --------------------------------------------------------------- training ----
+
+def lr_schedule(kind, base_lr, boundaries=(), ratios=(1.0,), patience=1):
+    """The learning rate over the epochs.
+
+    ``"steps"``: ``base_lr * ratios[i]`` from epoch ``boundaries[i - 1]``
+    (0-based; 0 for i = 0) to ``boundaries[i]``. ``"plateau"``: ``base_lr``
+    divided by 10 whenever the validation error has not improved for
+    ``patience`` epochs (Krizhevsky et al. 2012 §5).
+    """
+    if kind == "steps":
+        return PiecewiseConstant(boundaries, [base_lr * r for r in ratios])
+    if kind == "plateau":
+        return ReduceOnPlateau(base_lr, factor=0.1, patience=patience)
+    raise ValueError(f"schedule must be 'steps' or 'plateau', got {kind!r}")
+
+
+def train(name, network, optimizer, schedule, x, t, args, model_dir, *, rng, epochs,
+          resume, label, augment=None, eval_sets=None):
+    """Train ``network`` on ``x (N, ...)``, ``t (N,)`` for ``epochs`` passes.
+
+    After every pass: a checkpoint ``model_dir/checkpoint.h5`` (with
+    ``resume``, training continues from it, ending with the same weights as
+    an uninterrupted run) and ``model_dir/metrics.csv``. ``eval_sets`` (name
+    -> (x, t)) are evaluated after every pass. Returns the history, one dict
+    per epoch.
+    """
+    model_dir.mkdir(exist_ok=True)
+    trainer = Trainer(network, optimizer, epochs=epochs, batch_size=args.batch_size, rng=rng,
+                      schedule=schedule, augment=augment, checkpoint=model_dir / "checkpoint.h5",
+                      eval_sets=eval_sets, progress=not args.no_progress,
+                      log=lambda line: print(f"[{name}] {line}", flush=True),
+                      on_epoch_end=lambda h: write_metrics(model_dir / "metrics.csv", h))
+    print(f"[{name}] {label}: {network.num_parameters():,} parameters, {epochs} passes over "
+          f"{len(x):,} images", flush=True)
+    return trainer.fit(x, t, resume=resume)
+
+
+def train_models(names, run_dir, resume, epochs, train_one):
+    """``name -> result`` for every model in ``names``, from
+    ``train_one(name)``; on ``resume``, a model that had finished all
+    ``epochs`` before the interruption keeps its result."""
+    results = {}
+    for name in names:
+        done = run_dir / name / "result.json"
+        if resume and done.exists():
+            finished = json.loads(done.read_text())
+            if finished["epochs"] >= epochs:
+                results[name] = finished
+                continue
+        results[name] = train_one(name)
+    return results
+
+
+def run_record(name, label, network, history, args, eval_size):
+    """What every trained model's result holds (scripts add their own)."""
+    seconds = [h["seconds"] for h in history]
+    return {"model": name, "label": label, "test_size": eval_size,
+            "evaluated_on": "validation split" if args.val else "test set",
+            "train_error": history[-1]["train_error"], "epochs": len(history),
+            "parameters": network.num_parameters(), "seconds_per_epoch": float(np.mean(seconds)),
+            "quick": bool(args.quick), "batch_size": args.batch_size}
+
+
+def save_model(network, model_dir, name, result, history, title):
+    """``<name>.h5`` (the weights, with ``result`` and ``history`` as
+    metadata), ``result.json`` and the learning-curves figure."""
+    zeronet.save(network, model_dir / f"{name}.h5", metadata={**result, "history": history})
+    write_json(model_dir / "result.json", result)
+    import figures          # beside this file; imports matplotlib, so only when drawing
+    figures.learning_curves(history, model_dir / "learning_curves.png", title)
+
+
+# ---------------------------------------------------------- saved weights ----
+
+def load_weights(path, models):
+    """``(network, name)`` from an HDF5 file whose metadata names one of
+    ``models``; exits with a one-line message otherwise."""
+    network = zeronet.load(path)
+    name = network.metadata.get("model")
+    if name not in models:
+        sys.exit(f"{path}: its metadata names no model of this script (model={name!r}; "
+                 f"expected one of {', '.join(models)})")
+    return network, name
+
+
+def weights_run(args, tag, evaluate):
+    """``--weights``: no training. ``evaluate(args) -> (name, result)``
+    measures the saved weights; the run folder ``<tag>-eval-<name>`` then
+    records the evaluation. Returns ``(run_dir, {name: result})``."""
+    set_threads(args.threads)
+    name, result = evaluate(args)
+    run_dir = new_run_dir(args.out, f"{tag}-eval-{name}")
+    write_json(run_dir / "config.json", vars(args))
+    write_json(run_dir / "environment.json", environment())
+    return run_dir, {name: result}
+
+
+# ----------------------------------------------------------------- report ----
+
 def percent(x):
     return "-" if x is None else f"{100 * x:.2f}%"
 
@@ -194,3 +391,35 @@ def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def bullets(items):
+    """Markdown bullets, each refilled to 76 columns."""
+    return "".join(textwrap.fill(" ".join(item.split()), 76, initial_indent="- ",
+                                 subsequent_indent="  ", break_on_hyphens=False) + "\n"
+                   for item in items)
+
+
+def write_report(run_dir, args, results, *, title, paper, table, departures, notes=""):
+    """Print ``table`` and write report.md (``title``, the ``paper`` cited,
+    the table, what it was measured on, ``notes``, the ``departures`` from
+    the paper) and report.json (``results``, the environment)."""
+    env = environment()
+    # Summed from the recorded passes, so a resumed run counts all of them.
+    train_minutes = sum(r["seconds_per_epoch"] * r["epochs"] for r in results.values()) / 60
+    first = next(iter(results.values()))
+    text = (f"# {title}\n\nPaper: {paper}.\n\n{table}\n\n"
+            f"{'Validation split (tuning run)' if args.val else 'Test set'}: "
+            f"{first['test_size']:,} images"
+            f"{' (QUICK smoke run on a subset: not comparable)' if args.quick else ''}. "
+            f"Machine: {env['cpu']}, {env['cores']} cores, zeronet {env['zeronet']} "
+            f"({env['backend']} kernels); {train_minutes:.1f} min of training in all. "
+            f"s/pass is the wall-clock time of one training pass as measured in this run, "
+            f"whatever else the machine was doing (see environment.json).\n\n"
+            f"{notes + chr(10) if notes else ''}"
+            f"Where this run departs from the paper:\n\n{departures}")
+    (run_dir / "report.md").write_text(text)
+    write_json(run_dir / "report.json", {"paper": paper, "results": results,
+                                         "environment": env, "quick": bool(args.quick)})
+    print("\n" + table + "\n")
+    print(f"report: {run_dir / 'report.md'}")

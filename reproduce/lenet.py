@@ -9,9 +9,6 @@ applied to document recognition", on MNIST, and compare with its table.
 
 Every report lists where this run departs from the paper (DEPARTURES below).
 """
-import json
-import sys
-import textwrap
 import time
 from typing import Callable, NamedTuple, Optional
 
@@ -21,8 +18,7 @@ import numpy as np
 
 import common  # beside this script, so on sys.path when it runs
 from zeronet import datasets, layers, models
-from zeronet.optimizers import SDLM, Adam, Momentum, PiecewiseConstant
-from zeronet.trainer import Trainer
+from zeronet.optimizers import SDLM, Adam, Momentum
 
 PAPER = "LeCun et al. 1998, Proc. IEEE 86(11), §III.C and Fig. 9"
 
@@ -158,18 +154,19 @@ THREADS = 1
 # exceed about j, e^-j dominates the loss's log-sum and stops pushing them
 # up; codes 42 places apart need less of that push than look-alike bitmaps.
 RUBBISH_PENALTY = 5.0
-# --quick: 3 passes over 5,000 digits. With the paper's small initial
-# weights, SGD needs ~150 steps to leave the starting plateau.
+# --quick: 3 passes over 5,000 digits, tested on 1,000. With the paper's
+# small initial weights, SGD needs ~150 steps to leave the starting plateau.
 QUICK_EPOCHS = 3
+QUICK_SIZES = (5000, 1000)
 
 
 OUTPUT_DEPARTURE = {
     "rbf": """\
-- {rows}: the paper's output layer, RBF units with fixed codes and the MAP
+{rows}: the paper's output layer, RBF units with fixed codes and the MAP
   loss (eq. 9). {codes} The loss's constant j is not given: we use
   j = {j:g} (--rubbish-penalty).""",
     "softmax": """\
-- {rows}: an affine output layer with softmax cross-entropy, not the
+{rows}: an affine output layer with softmax cross-entropy, not the
   paper's RBF units with fixed 7x12 codes and its MAP loss. A LeNet-5
   row's parameter count then adds the 850 of this layer to the paper's
   60,000.""",
@@ -184,7 +181,7 @@ CODES_TEXT = {
 }
 OPTIMIZER_DEPARTURE = {
     "momentum": """\
-- {rows}: the optimizer is minibatch SGD (batch {batch}{momentum}), not
+{rows}: the optimizer is minibatch SGD (batch {batch}{momentum}), not
   stochastic diagonal Levenberg-Marquardt (SDLM) on single examples. The
   learning-rate schedule keeps the paper's shape (steps after passes 2, 5,
   8 and 12, ratios 1 : 0.4 : 0.2 : 0.1 : 0.02) around a base rate chosen on
@@ -194,13 +191,13 @@ OPTIMIZER_DEPARTURE = {
   (--optimizer sdlm) did worse there on LeNet-5 with RBF outputs, and the
   book's Adam (--optimizer adam) no better.""",
     "adam": """\
-- {rows}: the optimizer is Adam (Kingma & Ba 2015; the book's choice) on
+{rows}: the optimizer is Adam (Kingma & Ba 2015; the book's choice) on
   minibatches of {batch}, not stochastic diagonal Levenberg-Marquardt
   (SDLM) on single examples, at a base rate of {lr:g} in the shape of the
   paper's schedule (steps after passes 2, 5, 8 and 12, ratios
   1 : 0.4 : 0.2 : 0.1 : 0.02).""",
     "sdlm": """\
-- {rows}: the paper's optimizer, SDLM (mu = 0.02, the curvature
+{rows}: the paper's optimizer, SDLM (mu = 0.02, the curvature
   re-estimated on 500 training examples before every pass{running}, the
   shape of the paper's schedule), but on minibatches of {batch} rather than
   single examples, at a base rate of {lr:g} (the paper: 0.0005){momentum}.""",
@@ -231,11 +228,11 @@ def row_output(row, args):
     return args.output if args.output and row.rbf_lr is not None else row.output
 
 
-def _group(results, key, default):
-    """Row names of ``results`` grouped by ``result[key]`` (``default`` if absent)."""
+def _group(results, key):
+    """Row names of ``results`` grouped by ``result[key]``."""
     groups = {}
     for name, result in results.items():
-        groups.setdefault(result.get(key, default), []).append(name)
+        groups.setdefault(result[key], []).append(name)
     return groups
 
 
@@ -243,34 +240,28 @@ def departures(results):
     """Where the rows in ``results`` (name -> result) depart from the paper."""
     def labels(names):
         return ", ".join(ROWS[n].label for n in names)
-    # Runs from before these were recorded used softmax, momentum SGD and
-    # the defaults below.
-    rows_by_output = _group(results, "output", "softmax")
-    j = next((r["rubbish_penalty"] for r in results.values() if "rubbish_penalty" in r),
-             RUBBISH_PENALTY)
-    codes = next((r["codes"] for r in results.values() if "codes" in r), "bitmaps")
-    bullets = [OUTPUT_DEPARTURE[output].format(rows=labels(names), j=j, codes=CODES_TEXT[codes])
-               for output, names in sorted(rows_by_output.items())]
-    rows_by_optimizer = _group(results, "optimizer", "momentum")
+    items = []
+    for output, names in sorted(_group(results, "output").items()):
+        first = results[names[0]]
+        rbf = ({"j": first["rubbish_penalty"], "codes": CODES_TEXT[first["codes"]]}
+               if output == "rbf" else {})
+        items.append(OUTPUT_DEPARTURE[output].format(rows=labels(names), **rbf))
+    rows_by_optimizer = _group(results, "optimizer")
     for optimizer, names in sorted(rows_by_optimizer.items()):
         first = results[names[0]]
-        momentum = first.get("momentum", MOMENTUM if optimizer == "momentum" else 0.0)
+        momentum = first["momentum"]
         if optimizer == "momentum":
             momentum_text = f", momentum {momentum:g}" if momentum else ", no momentum"
         else:
             momentum_text = f" with momentum {momentum:g} (the paper: none)" if momentum else ""
         shared = len(rows_by_optimizer) == 1 and len(names) > 1
-        bullets.append(OPTIMIZER_DEPARTURE[optimizer].format(
-            rows="Every row" if shared else labels(names),
-            lr=first.get("base_lr", 0),
-            batch=first.get("batch_size", BATCH_SIZE), momentum=momentum_text,
+        items.append(OPTIMIZER_DEPARTURE[optimizer].format(
+            rows="Every row" if shared else labels(names), lr=first["base_lr"],
+            batch=first["batch_size"], momentum=momentum_text,
             running=(f" and followed after every batch by a running average with weight "
                      f"{first['running_curvature']:g}" if first.get("running_curvature")
                      else "")))
-    # Refilled: the list of rows makes the first line arbitrarily long.
-    return "".join(textwrap.fill(" ".join(b.split()), 76, subsequent_indent="  ",
-                                 break_on_hyphens=False) + "\n"
-                   for b in bullets) + DEPARTURES
+    return common.bullets(items) + DEPARTURES
 
 
 def prepare(images, side):
@@ -281,14 +272,15 @@ def prepare(images, side):
 
 
 def build_parser():
-    ap = common.base_parser(__doc__.split("\n")[0] + " " + __doc__.split("\n")[1], THREADS)
+    ap = common.base_parser(__doc__.split("\n")[0] + " " + __doc__.split("\n")[1],
+                            threads=THREADS, training_set="60,000")
     ap.add_argument("--model", choices=list(ROWS), default=["lenet5"], nargs="+",
                     help="which rows to run, in this order")
     ap.add_argument("--all", action="store_true", help="run every row of the table")
-    ap.add_argument("--lr", type=float, default=None,
+    ap.add_argument("--lr", type=common.positive_float, default=None,
                     help="base learning rate for every row (default: each row's own, see ROWS; "
                          f"with --optimizer sdlm, {SDLM_LR}; with adam, {ADAM_LR})")
-    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+    ap.add_argument("--batch-size", type=common.positive_int, default=BATCH_SIZE,
                     help="training examples per update (the paper: 1)")
     ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
                     help="L2 weight decay (Momentum's rule, Krizhevsky et al. 2012 §5)")
@@ -305,9 +297,6 @@ def build_parser():
     ap.add_argument("--average", type=common.fraction, default=AVERAGE,
                     help="decay of the moving average of the weights used for evaluation "
                          "(Polyak averaging; 0 = off)")
-    ap.add_argument("--val", type=int, default=0,
-                    help="tuning run: hold out the last N training images and report the error "
-                         "on them instead of the test set (the final runs use all 60,000)")
     ap.add_argument("--activation", default="scaled_tanh",
                     choices=["scaled_tanh", "sigmoid", "tanh", "relu"],
                     help="squashing function: the paper's 1.7159 tanh(2a/3) or the book's sigmoid")
@@ -324,90 +313,70 @@ def build_parser():
     return ap
 
 
-def load_data(args):
-    data = datasets.load_mnist(args.data_dir, progress=not args.no_progress)
-    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
-    if args.val:
-        # Tuning: the held-out images take the test set's place everywhere,
-        # so the test set is never looked at while choosing hyperparameters.
-        (x_train, y_train), (x_test, y_test) = datasets.train_val_split(x_train, y_train, args.val)
-    if args.quick:  # a small, fixed subset: seconds, not minutes
-        x_train, y_train, x_test, y_test = x_train[:5000], y_train[:5000], x_test[:1000], y_test[:1000]
-    return x_train, y_train, x_test, y_test
-
-
 def resolved_epochs(args):
     """Passes to train: --epochs, else the quick run's or the paper's 20."""
     return args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
+
+
+def build_optimizer(name, row, args):
+    """The optimizer ``name`` at the row's base rate (or --lr); returns
+    ``(optimizer, base_lr)``."""
+    if name == "sdlm":
+        base_lr = args.lr if args.lr is not None else SDLM_LR
+        return SDLM(lr=base_lr, mu=SDLM_MU, samples=SDLM_SAMPLES, momentum=args.momentum or 0.0,
+                    running=(SDLM_RUNNING if args.running_curvature is None
+                             else args.running_curvature) or None,
+                    average=args.average or None), base_lr
+    if name == "adam":
+        base_lr = args.lr if args.lr is not None else ADAM_LR
+        return Adam(lr=base_lr, average=args.average or None), base_lr
+    output = row_output(row, args)
+    base_lr = args.lr if args.lr is not None else (row.rbf_lr if output == "rbf" else row.lr)
+    return Momentum(lr=base_lr, weight_decay=args.weight_decay,
+                    momentum=MOMENTUM if args.momentum is None else args.momentum,
+                    average=args.average or None), base_lr
 
 
 def train_row(name, args, data, run_dir, resume):
     """Train one row; returns its result dict (also written beside the weights)."""
     row = ROWS[name]
     x_train, y_train, x_test, y_test = data
-    epochs = resolved_epochs(args)
     rng = np.random.default_rng(args.seed)
     output = row_output(row, args)
     network = row.build(rng, args, output)
     optimizer_name = args.optimizer or row.optimizer
-    if optimizer_name == "sdlm":
-        base_lr = args.lr if args.lr is not None else SDLM_LR
-        optimizer = SDLM(lr=base_lr, mu=SDLM_MU, samples=SDLM_SAMPLES,
-                         momentum=args.momentum or 0.0,
-                         running=(SDLM_RUNNING if args.running_curvature is None
-                                  else args.running_curvature) or None,
-                         average=args.average or None)
-    elif optimizer_name == "adam":
-        base_lr = args.lr if args.lr is not None else ADAM_LR
-        optimizer = Adam(lr=base_lr, average=args.average or None)
-    else:
-        base_lr = args.lr if args.lr is not None else (row.rbf_lr if output == "rbf" else row.lr)
-        optimizer = Momentum(lr=base_lr, weight_decay=args.weight_decay,
-                             momentum=MOMENTUM if args.momentum is None else args.momentum,
-                             average=args.average or None)
-    schedule = PiecewiseConstant(LR_BOUNDARIES, [base_lr * r for r in LR_RATIOS])
+    optimizer, base_lr = build_optimizer(optimizer_name, row, args)
     augment = None
     if name == "lenet5-distortions":
         from zeronet.augment import RandomAffine
         augment = RandomAffine(fill=BACKGROUND)
     row_dir = run_dir / name
-    row_dir.mkdir(exist_ok=True)
     xt, xs = prepare(x_train, row.side), prepare(x_test, row.side)
-    trainer = Trainer(network, optimizer, epochs=epochs, batch_size=args.batch_size, rng=rng,
-                      schedule=schedule, augment=augment, checkpoint=row_dir / "checkpoint.h5",
-                      eval_sets={"val" if args.val else "test": (xs, y_test)},
-                      progress=not args.no_progress,
-                      log=lambda line: print(f"[{name}] {line}", flush=True),
-                      on_epoch_end=lambda h: common.write_metrics(row_dir / "metrics.csv", h))
-    print(f"[{name}] {row.label}: {network.num_parameters():,} parameters, {epochs} passes over "
-          f"{len(xt):,} images", flush=True)
-    history = trainer.fit(xt, y_train, resume=resume)
-    test_loss, test_error = trainer.evaluate(xs, y_test)
-    seconds = [h["seconds"] for h in history]
+    history = common.train(name, network, optimizer,
+                           common.lr_schedule("steps", base_lr, LR_BOUNDARIES, LR_RATIOS),
+                           xt, y_train, args, row_dir, rng=rng, epochs=resolved_epochs(args),
+                           resume=resume, label=row.label, augment=augment,
+                           eval_sets={common.eval_name(args): (xs, y_test)})
+    test_error = history[-1][f"{common.eval_name(args)}_error"]
     result = {
-        "model": name, "label": row.label, "paper_test_error": row.paper_error / 100,
-        "test_error": test_error, "test_errors_count": int(round(test_error * len(xs))),
-        "test_size": len(xs), "evaluated_on": "validation split" if args.val else "test set",
-        "train_error": history[-1]["train_error"], "epochs": len(history),
-        "parameters": network.num_parameters(), "seconds_per_epoch": float(np.mean(seconds)),
-        "input_side": row.side, "quick": bool(args.quick), "base_lr": base_lr,
-        "output": output, "optimizer": optimizer_name,
+        **common.run_record(name, row.label, network, history, args, len(xs)),
+        "paper_test_error": row.paper_error / 100, "test_error": test_error,
+        "test_errors_count": int(round(test_error * len(xs))),
+        "input_side": row.side, "base_lr": base_lr, "output": output,
+        "optimizer": optimizer_name,
         "momentum": getattr(optimizer, "momentum", 0.0),     # Adam has its own
-        "batch_size": args.batch_size,
         **({"running_curvature": optimizer.running} if optimizer_name == "sdlm" else {}),
         **({"rubbish_penalty": args.rubbish_penalty, "codes": args.codes}
            if output == "rbf" else {}),
     }
-    zeronet.save(network, row_dir / f"{name}.h5", metadata={**result, "history": history})
-    common.write_json(row_dir / "result.json", result)
-    make_figures(name, network, history, x_test, y_test, xs, row_dir)
+    common.save_model(network, row_dir, name, result, history,
+                      f"{row.label}: error per training pass (cf. the paper's Fig. 5)")
+    make_figures(name, network, x_test, y_test, xs, row_dir)
     return result
 
 
-def make_figures(name, network, history, images, labels, x, row_dir):
+def make_figures(name, network, images, labels, x, row_dir):
     import figures
-    figures.learning_curves(history, row_dir / "learning_curves.png",
-                            f"{ROWS[name].label}: error per training pass (cf. the paper's Fig. 5)")
     pred = network.predict_batched(x).argmax(axis=1)
     wrong = np.flatnonzero(pred != labels)
     figures.misclassified(images[wrong], labels[wrong], pred[wrong],
@@ -430,23 +399,8 @@ def report(results, run_dir, args):
     table = common.markdown_table(
         ["model", "paper test error", "this run", "difference (points)", "parameters",
          "passes", "s/pass"], rows)
-    env = common.environment()
-    # Summed from the recorded passes, so a resumed run counts all of them.
-    train_minutes = sum(r["seconds_per_epoch"] * r["epochs"] for r in results.values()) / 60
-    text = (f"# LeNet on MNIST: paper vs this run\n\nPaper: {PAPER}.\n\n{table}\n\n"
-            f"{'Validation split (tuning run)' if args.val else 'Test set'}: "
-            f"{next(iter(results.values()))['test_size']:,} images"
-            f"{' (QUICK smoke run on a subset: not comparable)' if args.quick else ''}. "
-            f"Machine: {env['cpu']}, {env['cores']} cores, zeronet {env['zeronet']} "
-            f"({env['backend']} kernels); {train_minutes:.1f} min of training in all. "
-            f"s/pass is the wall-clock time of one training pass as measured in this run, "
-            f"whatever else the machine was doing (see environment.json).\n\n"
-            f"Where this run departs from the paper:\n\n{departures(results)}")
-    (run_dir / "report.md").write_text(text)
-    common.write_json(run_dir / "report.json", {"paper": PAPER, "results": results,
-                                                "environment": env, "quick": bool(args.quick)})
-    print("\n" + table + "\n")
-    print(f"report: {run_dir / 'report.md'}")
+    common.write_report(run_dir, args, results, title="LeNet on MNIST: paper vs this run",
+                        paper=PAPER, table=table, departures=departures(results))
 
 
 def codes_name(codes):
@@ -456,11 +410,8 @@ def codes_name(codes):
 
 def evaluate_weights(args):
     """Inference only: load HDF5 weights and measure their test error."""
-    network = zeronet.load(args.weights)
+    network, name = common.load_weights(args.weights, ROWS)
     meta = network.metadata
-    name = meta.get("model")
-    if name not in ROWS:
-        sys.exit(f"{args.weights}: metadata names no LeNet row (model={name!r})")
     # The test set alone: a newcomer without MNIST downloads two small files.
     data = datasets.load_mnist(args.data_dir, progress=not args.no_progress, parts=("test",))
     x = data.x_test    # raw uint8 digits: the network's DigitInput prepares them
@@ -479,7 +430,7 @@ def evaluate_weights(args):
     return name, result
 
 
-# Settings an interrupted run keeps when resumed (see common.restore_config).
+# Settings an interrupted run keeps when resumed (see common.open_run).
 RUN_SETTINGS = ["model", "all", "quick", "val", "seed", "lr", "batch_size", "weight_decay", "average",
                 "momentum", "activation", "epochs", "threads", "output", "rubbish_penalty",
                 "optimizer", "running_curvature", "codes"]
@@ -500,50 +451,20 @@ def main(argv=None):
     if args.optimizer != "sdlm" and args.running_curvature is not None:
         parser.error("--running-curvature applies to --optimizer sdlm only")
     if args.weights:
-        common.set_threads(args.threads)
-        name, result = evaluate_weights(args)
-        run_dir = common.new_run_dir(args.out, f"lenet-eval-{name}")
-        common.write_json(run_dir / "config.json", vars(args))
-        common.write_json(run_dir / "environment.json", common.environment())
-        report({name: result}, run_dir, args)
+        run_dir, results = common.weights_run(args, "lenet", evaluate_weights)
+        report(results, run_dir, args)
         return
-    resume = args.resume is not None
-    if resume:
-        run_dir = common.find_resume_dir(args.out, run_tag(args), args.resume)
-        # Before --output existed, every row trained with softmax.
-        recorded = common.restore_config(args, parser, run_dir, RUN_SETTINGS,
-                                         may_change=("epochs",),
-                                         before_flag={"output": "softmax",
-                                                      "optimizer": "momentum",
-                                                      "running_curvature": 0.0,
-                                                      "codes": "bitmaps",
-                                                      "rubbish_penalty": 10.0})
-        if "running_curvature" not in recorded and args.optimizer == "sdlm" and args.lr is None:
-            args.lr = 0.0002    # SDLM's default rate before --running-curvature existed
-    else:
-        run_dir = common.new_run_dir(args.out, run_tag(args))
-    # Resolved here, after --resume, so config.json records the codes used
-    # (and a run that recorded none, from when this default was None, gets it).
+    run_dir, resume = common.open_run(args, parser, run_tag(args), RUN_SETTINGS)
+    # Resolved after --resume, so that config.json records the codes used.
     args.codes = args.codes or RBF_CODES
-    common.set_threads(args.threads)     # after --resume has restored the run's own
     names = list(ROWS) if args.all else args.model
-    print(f"run folder: {run_dir}  (zeronet {zeronet.__version__}, {zeronet.backend()} kernels)")
-    common.write_json(run_dir / "config.json", {
-        **vars(args), "models": names,
-        "epochs_resolved": resolved_epochs(args),
-        "lr_boundaries": LR_BOUNDARIES, "lr_ratios": LR_RATIOS,
-        "background": BACKGROUND, "ink": INK})
-    common.write_json(run_dir / "environment.json", common.environment())
-    data = load_data(args)
-    results = {}
-    for name in names:
-        done = run_dir / name / "result.json"
-        if resume and done.exists():
-            finished = json.loads(done.read_text())
-            if finished["epochs"] >= resolved_epochs(args):   # done before the interruption
-                results[name] = finished
-                continue
-        results[name] = train_row(name, args, data, run_dir, resume)
+    common.record_run(run_dir, args, models=names, epochs_resolved=resolved_epochs(args),
+                      lr_boundaries=LR_BOUNDARIES, lr_ratios=LR_RATIOS,
+                      background=BACKGROUND, ink=INK)
+    data = common.select_data(datasets.load_mnist(args.data_dir, progress=not args.no_progress),
+                              args, QUICK_SIZES)
+    results = common.train_models(names, run_dir, resume, resolved_epochs(args),
+                                  lambda name: train_row(name, args, data, run_dir, resume))
     report(results, run_dir, args)
 
 

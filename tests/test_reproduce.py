@@ -71,59 +71,37 @@ def test_lenet_quick_trains_saves_reports_and_reloads(tmp_path):
     assert error == pytest.approx(result["test_error"], abs=0)
 
 
-def resume_after_one_pass(tmp_path, model, *flags, forget=()):
-    """Train ``model`` for one quick pass, drop the settings ``forget`` from
-    the run's config.json (as if it were made before those flags existed),
-    resume to a second pass; returns the stdout and the row's result."""
+def resume_after_one_pass(tmp_path, model, *flags):
+    """Train ``model`` for one quick pass, then resume to a second one;
+    returns the stdout and the row's result."""
     data = mnist_dir()
     run_lenet("--quick", "--model", model, "--epochs", "1", *flags, "--data-dir", str(data),
               "--out", str(tmp_path))
-    (run_dir,) = tmp_path.glob(f"lenet-{model}-quick-*")
-    config = json.loads((run_dir / "config.json").read_text())
-    for key in forget:
-        del config[key]
-    (run_dir / "config.json").write_text(json.dumps(config))
     out = run_lenet("--quick", "--model", model, "--epochs", "2", "--resume",
                     "--data-dir", str(data), "--out", str(tmp_path))
-    return out, json.loads((run_dir / "report.json").read_text())["results"][model]
+    return out, json.loads(next(tmp_path.glob(f"lenet-{model}-quick-*/report.json")).read_text())[
+        "results"][model]
 
 
 def test_lenet_resume_continues_from_checkpoint(tmp_path):
-    # Resuming a run from before the newest flags uses their defaults,
-    # which is what that run trained with.
-    out, result = resume_after_one_pass(tmp_path, "mlp300", forget=("average", "momentum"))
+    out, result = resume_after_one_pass(tmp_path, "mlp300")
     assert "resumed from" in out
     assert result["epochs"] == 2
 
 
-def test_resuming_a_lenet5_run_from_before_output_existed_keeps_softmax(tmp_path):
-    # Before --output, LeNet-5 trained with softmax, which is no longer its default.
-    out, result = resume_after_one_pass(tmp_path, "lenet5", "--output", "softmax",
-                                        forget=("output", "rubbish_penalty"))
+def test_a_lenet5_run_resumes_with_the_output_it_was_started_with(tmp_path):
+    # softmax is not LeNet-5's default: resuming must not switch to RBF.
+    out, result = resume_after_one_pass(tmp_path, "lenet5", "--output", "softmax")
     assert "resumed from" in out
     assert result["epochs"] == 2 and result["output"] == "softmax"
 
 
 def test_lenet5_resumes_with_the_codes_it_was_started_with(tmp_path):
-    out, result = resume_after_one_pass(tmp_path, "lenet5", "--codes", "hadamard")
+    out, result = resume_after_one_pass(tmp_path, "lenet5", "--codes", "bitmaps")
     assert "resumed from" in out
-    assert result["codes"] == "hadamard"
+    assert result["codes"] == "bitmaps"
     (weights,) = tmp_path.glob("lenet-lenet5-quick-*/lenet5/lenet5.h5")
-    assert np.array_equal(zeronet.load(weights).layers["output"].codes,
-                          models.hadamard_codes())
-
-
-def test_an_rbf_run_from_before_j_was_recorded_resumes_at_the_old_j(tmp_path):
-    # Runs made before j was written to config.json trained at j = 10,
-    # which is no longer the default (their checkpoint says 10, too).
-    out, result = resume_after_one_pass(tmp_path, "lenet5", "--rubbish-penalty", "10",
-                                        forget=("rubbish_penalty",))
-    assert "resumed from" in out
-    assert result["rubbish_penalty"] == 10.0
-    (weights,) = tmp_path.glob("lenet-lenet5-quick-*/lenet5/lenet5.h5")
-    assert zeronet.load(weights).loss_layer.j == 10.0
-    lenet = import_lenet()
-    assert lenet.RUBBISH_PENALTY != 10.0     # so 10 came from the rule, not the default
+    assert np.array_equal(zeronet.load(weights).layers["output"].codes, models.digit_codes())
 
 
 def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
@@ -137,15 +115,16 @@ def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
     assert "running average with weight 0.02" in report       # lenet.SDLM_RUNNING
 
 
-def test_an_sdlm_run_from_before_running_curvature_resumes_at_its_old_rate(tmp_path):
-    # Such runs re-estimated the curvature only before each pass, at the then
-    # default rate 0.0002; the current defaults (0.0005, running 0.02) would
-    # change the run halfway.
-    out, result = resume_after_one_pass(tmp_path, "lenet5", "--optimizer", "sdlm",
-                                        forget=("running_curvature",))
-    assert "resumed from" in out
-    assert result["optimizer"] == "sdlm"
-    assert result["base_lr"] == 0.0002 and result["running_curvature"] is None
+def test_resume_refuses_a_flag_that_contradicts_the_run(tmp_path):
+    data = mnist_dir()
+    run_lenet("--quick", "--model", "mlp300", "--epochs", "1", "--data-dir", str(data),
+              "--out", str(tmp_path))
+    cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), "--quick", "--model", "mlp300",
+           "--resume", "--seed", "3", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]     # one line
+    assert "--seed 3 contradicts the run's 0" in proc.stderr
 
 
 def test_lenet5_with_adam_resumes_with_it_and_says_so(tmp_path):
@@ -211,17 +190,23 @@ def test_lenet_rows_take_their_validated_output_unless_told():
     forced = lenet.build_parser().parse_args(["--output", "rbf"])
     assert lenet.row_output(lenet.ROWS["lenet5-distortions"], forced) == "rbf"
     assert lenet.row_output(lenet.ROWS["mlp300"], forced) == "softmax"   # no RBF version
-    text = lenet.departures({"lenet5": {"output": "rbf"}, "mlp300": {}})
+    momentum = {"optimizer": "momentum", "momentum": 0.9, "batch_size": 16}
+    text = lenet.departures({"lenet5": {"output": "rbf", "rubbish_penalty": 5.0,
+                                        "codes": "bitmaps", "base_lr": 0.0005, **momentum},
+                             "mlp300": {"output": "softmax", "base_lr": 0.01, **momentum}})
     assert "LeNet-5: the paper's output layer" in text
-    assert "digits drawn for zeronet" in text        # runs from before --codes: bitmaps
-    hadamard = lenet.departures({"lenet5": {"output": "rbf", "codes": "hadamard"}})
+    assert "digits drawn for zeronet" in text
+    assert "we use j = 5 (--rubbish-penalty)" in " ".join(text.split())
+    hadamard = lenet.departures({"lenet5": {"output": "rbf", "rubbish_penalty": 5.0,
+                                            "codes": "hadamard", "base_lr": 0.0005, **momentum}})
     assert "Hadamard matrix of order 84" in " ".join(hadamard.split())
     assert lenet.codes_name(models.hadamard_codes()) == "hadamard"
     assert lenet.codes_name(models.digit_codes()) == "bitmaps"
     assert "28x28-300-10: an affine output layer" in text
     assert "Every row: the optimizer is minibatch SGD" in text
-    text = lenet.departures({"lenet5": {"optimizer": "sdlm", "base_lr": 0.0002, "momentum": 0.9},
-                             "mlp300": {"optimizer": "momentum"}})
+    text = lenet.departures({"lenet5": {"output": "softmax", "optimizer": "sdlm", "base_lr": 0.0002,
+                                        "momentum": 0.9, "batch_size": 16},
+                             "mlp300": {"output": "softmax", "base_lr": 0.01, **momentum}})
     assert "LeNet-5: the paper's optimizer, SDLM" in text
     assert "base rate of 0.0002 (the paper: 0.0005) with momentum 0.9 (the paper: none)" in (
         " ".join(text.split()))
