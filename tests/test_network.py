@@ -125,6 +125,23 @@ def test_predict_batched_and_accuracy():
     assert net.accuracy(x, (t + 1) % 3) == 0.0
 
 
+def test_predict_until_a_layer_gives_its_features():
+    rng = np.random.default_rng(8)
+    net = small_convnet(rng)
+    x = rng.standard_normal((5, 1, 8, 8)).astype(np.float32)
+    by_hand = x
+    for name in ("conv1", "relu1", "pool1", "fc1", "relu2"):
+        by_hand = net.layers[name].forward(by_hand)
+    features = net.predict(x, until="relu2")
+    assert features.shape == (5, 32) and np.array_equal(features, by_hand)
+    # Other batch sizes may sum in another order: equal up to rounding.
+    np.testing.assert_allclose(net.predict_batched(x, batch_size=2, until="relu2"), features,
+                               rtol=1e-5, atol=1e-6)
+    assert np.array_equal(net.predict(x, until="fc2"), net.predict(x))    # the last layer
+    with pytest.raises(ValueError, match="no layer named 'relu7'"):
+        net.predict(x, until="relu7")
+
+
 def test_config_round_trip():
     rng = np.random.default_rng(7)
     net = models.lenet5(rng)

@@ -11,7 +11,8 @@ class Sequential:
     ``layers`` is a list of ``(name, layer)`` pairs; a parameter ``W`` of the
     layer ``conv1`` is called ``conv1/W`` everywhere (optimizer state, HDF5).
 
-    Shapes: ``predict`` maps ``x (N, ...)`` to scores ``(N, K)``.
+    Shapes: ``predict`` maps ``x (N, ...)`` to scores ``(N, K)``; with
+    ``until="relu7"``, to that layer's output (its features, e.g. ``(N, D)``).
     """
 
     def __init__(self, layers, loss=None, *, input_grad=False):
@@ -32,9 +33,15 @@ class Sequential:
         if layers and hasattr(layers[self._first_trainable], "input_grad"):
             layers[self._first_trainable].input_grad = input_grad
 
-    def predict(self, x, *, train=False):
-        for layer in self.layers.values():
+    def predict(self, x, *, train=False, until=None):
+        """Scores, or with ``until`` the output of the layer of that name
+        (the layers after it are not run)."""
+        if until is not None and until not in self.layers:
+            raise ValueError(f"until: no layer named {until!r} (layers: {', '.join(self.layers)})")
+        for name, layer in self.layers.items():
             x = layer.forward(x, train=train)
+            if name == until:
+                break
         return x
 
     def loss(self, x, t, *, train=False):
@@ -76,9 +83,9 @@ class Sequential:
         """Trainable parameter count (masked-out connections do not count)."""
         return sum(p.trainable_size for p in self.parameters())
 
-    def predict_batched(self, x, batch_size=1000):
-        """Scores for a large ``x`` computed ``batch_size`` examples at a time."""
-        return np.concatenate([self.predict(x[i:i + batch_size])
+    def predict_batched(self, x, batch_size=1000, *, until=None):
+        """:meth:`predict` for a large ``x``, ``batch_size`` examples at a time."""
+        return np.concatenate([self.predict(x[i:i + batch_size], until=until)
                                for i in range(0, len(x), batch_size)])
 
     def accuracy(self, x, t, batch_size=1000):
