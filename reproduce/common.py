@@ -75,12 +75,28 @@ def positive_float(text):
     return value
 
 
+def nonnegative_float(text):
+    """argparse type: a finite float >= 0."""
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 def fraction(text):
     """argparse type: a float in [0, 1)."""
     value = float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
     return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: the message, not the
+    whole usage (``--help`` shows that)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -99,7 +115,7 @@ def base_parser(description, *, threads, training_set):
     ``threads``: the script's default thread count; ``training_set``: the
     size of the whole training set, for ``--val``'s help (e.g. "60,000").
     """
-    ap = argparse.ArgumentParser(description=description, formatter_class=_HelpWithDefaults)
+    ap = _Parser(description=description, formatter_class=_HelpWithDefaults)
     ap.add_argument("--epochs", type=positive_int, default=None,
                     help="training passes (default: the paper's, per model)")
     ap.add_argument("--seed", type=int, default=0, help="seed of every random generator")

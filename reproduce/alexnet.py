@@ -1,0 +1,440 @@
+"""Re-run Krizhevsky, Sutskever & Hinton (2012), "ImageNet classification
+with deep convolutional neural networks", at CIFAR-10 scale, and compare.
+
+    python reproduce/alexnet.py                # train the scaled AlexNet, print the table
+    python reproduce/alexnet.py --val 5000 --schedule plateau   # tuning run: test set unseen
+    python reproduce/alexnet.py --weights reproduce/weights/alexnet.h5   # evaluate saved weights
+    python reproduce/alexnet.py --quick        # seconds-long smoke run
+    python reproduce/alexnet.py --no-lrn       # one of the paper's mechanisms off (see --help)
+
+Every report lists where this run departs from the paper (departures() below).
+"""
+import argparse
+import os
+import sys
+import time
+from typing import NamedTuple
+
+import zeronet  # before NumPy, which loads OpenBLAS: see zeronet/__init__.py
+
+import numpy as np
+
+import common  # beside this script, so on sys.path when it runs
+from zeronet import augment, datasets, models
+from zeronet.optimizers import Momentum
+
+PAPER = "Krizhevsky, Sutskever & Hinton 2012, NIPS 25, §3-§5 and Table 1"
+MODEL = "alexnet"
+LABEL = "AlexNet scaled to CIFAR-10"
+
+# §5: "stochastic gradient descent with a batch size of 128 examples,
+# momentum of 0.9, and weight decay of 0.0005" (on the weights: Momentum
+# does not decay biases).
+BATCH_SIZE = 128
+MOMENTUM = 0.9
+WEIGHT_DECAY = 0.0005
+# §5: "The learning rate was initialized at 0.01", the same for all layers.
+LR = 0.01
+# §5: "divide the learning rate by 10 when the validation error rate stopped
+# improving with the current learning rate"; it was "reduced three times
+# prior to termination". A tuning run (--val 5000 --schedule plateau) does
+# exactly that on the 5,000 held-out images. The final run trains on all
+# 50,000, so it has no validation error to watch: it divides by 10 at fixed
+# epochs (0-based, LR_BOUNDARIES), those where the tuning runs' rate dropped.
+LR_RATIOS = [1.0, 0.1, 0.01, 0.001]
+# PROVISIONAL, not yet chosen on validation: placeholders of the right
+# shape until tuning runs have measured where the validation error stops
+# improving within the time budget.
+LR_BOUNDARIES = [10, 14, 16]
+EPOCHS = 18
+# Epochs without a better validation error before --schedule plateau
+# divides the rate. The validation error on 5,000 images moves by about
+# 0.4 points by chance, so a single epoch without progress is weak evidence
+# that progress has stopped. PROVISIONAL, like LR_BOUNDARIES.
+PLATEAU_PATIENCE = 2
+# §4.1 trains on random 224x224 patches of the 256x256 images (7/8 of the
+# side) and their mirror images. cuda-convnet's CIFAR-10 nets, the ones
+# behind the paper's CIFAR-10 numbers (§3.3, footnote 3), cut 24x24 of 32x32.
+CROP = 24
+# §4.1: the PCA colour jitter's alpha_i ~ N(0, 0.1), in the paper's pixel
+# units (0..255, the mean image subtracted), which are the network's.
+PCA_STD = 0.1
+# §4.2: dropout with probability 0.5 on the first two fully connected layers.
+DROPOUT = 0.5
+# The last hidden layer, fc7 after its nonlinearity, whose outputs are the
+# feature vectors of the nearest-neighbour figure (§6.1, Fig. 4).
+FEATURES = "relu7"
+# Fig. 4 (right): five test images, each with the six training images
+# nearest to it in that feature space.
+NEIGHBOUR_QUERIES, NEIGHBOURS = 5, 6
+# The network is large enough to keep both of this machine's cores busy.
+THREADS = os.cpu_count() or 1
+# --quick: 2 passes over 1,024 training images, tested on 256.
+QUICK_EPOCHS = 2
+QUICK_SIZES = (1024, 256)
+
+# The paper's choices for the settings the flags change (one mechanism
+# each; the ablations of §3-4 switch them one at a time), and what the
+# report says when a run differs.
+PAPER_SETTINGS = {"crops": True, "pca": True, "lrn": True, "pool": 3, "towers": 2, "depth": 5,
+                  "dropout": DROPOUT, "activation": "relu", "init": "paper", "lr": LR,
+                  "batch_size": BATCH_SIZE, "weight_decay": WEIGHT_DECAY}
+CHANGED = {
+    "crops": "No random crops or mirror images (--no-crops): training sees the centre patch "
+             "of every image (§4.1: without them, substantial overfitting).",
+    "pca": "No PCA colour jitter (--no-pca; §4.1: it lowers the top-1 error by over 1%).",
+    "lrn": "No local response normalisation (--no-lrn; §3.3: after conv1 and conv2, 13% "
+           "against 11% on CIFAR-10).",
+    "pool": "Pooling 2x2 with stride 2 (--pool 2), not overlapping 3x3 with stride 2 (§3.4).",
+    "towers": "One tower with half the kernels in conv1-conv4 (--towers 1), §3.2's comparison "
+              "net (footnote 2), not two towers.",
+    "depth": "conv4 removed (--depth 4): §7 says removing any middle layer costs about 2% "
+             "top-1.",
+    "dropout": "Dropout ratio {dropout:g} on fc6 and fc7 (--dropout; 0 is none; §4.2: 0.5).",
+    "activation": "{activation} units instead of ReLUs (--activation; §3.1 compares them).",
+    "init": "Initial weights He-normal with biases 0 (--init he), not N(0, 0.01) with biases "
+            "1 in conv2, conv4, conv5, fc6 and fc7 (§5).",
+    "lr": "Base learning rate {lr:g} (--lr; §5: 0.01).",
+    "batch_size": "Batches of {batch_size} (--batch-size; §5: 128).",
+    "weight_decay": "Weight decay {weight_decay:g} (--weight-decay; §5: 0.0005).",
+}
+
+
+class Published(NamedTuple):
+    source: str
+    network: str
+    views: str          # test views averaged
+    error: str          # test error as stated
+    time: str           # training time as stated
+
+
+# The paper's CIFAR-10 statements and cuda-convnet's published CIFAR-10
+# results (its front page and config files), and the paper's own 10-crop
+# effect on ImageNet (Table 1 and footnote 5).
+PUBLISHED = [
+    Published("Krizhevsky et al. 2012 §3.3", "four-layer CNN (cuda-convnet), no LRN",
+              "not stated", "13%", "-"),
+    Published("Krizhevsky et al. 2012 §3.3", "the same with LRN", "not stated", "11%", "-"),
+    Published("cuda-convnet layers-80sec", "3 conv + 2 fc, no augmentation", "1 (whole image)",
+              "26%", "80 s (GPU)"),
+    Published("cuda-convnet layers-18pct", "3 conv + fc, LRN, no augmentation",
+              "1 (whole image)", "18%", "20 min (GPU)"),
+    Published("cuda-convnet conv-local-13pct", "2 conv + 2 locally connected, crops and flips",
+              "10", "13%", "25 min (GPU)"),
+    Published("cuda-convnet conv-local-11pct", "the same with LRN, crops and flips", "10", "11%",
+              "75 min (GPU)"),
+    Published("Krizhevsky et al. 2012 Table 1 (ImageNet top-1)", "AlexNet, 60 million parameters",
+              "1 / 10", "39.0% / 37.5%", "5-6 days (two GPUs)"),
+]
+PAPER_TEN_CROP_EFFECT = 37.5 - 39.0     # points, ImageNet top-1 (Table 1, footnote 5)
+
+VIEWS = {"centre": "centre patch", "ten": "10 patches (4 corners, centre, mirrored)"}
+
+
+def crop_size(text):
+    """argparse type: a crop side that the network's three poolings can take."""
+    value = int(text)
+    if not 8 <= value <= 32:
+        raise argparse.ArgumentTypeError(f"must be between 8 and 32 (CIFAR-10 images "
+                                                f"are 32x32), got {value}")
+    return value
+
+
+def build_parser():
+    ap = common.base_parser(__doc__.split("\n")[0] + " " + __doc__.split("\n")[1],
+                            threads=THREADS, training_set="50,000")
+    ap.add_argument("--lr", type=common.positive_float, default=LR,
+                    help="base learning rate (§5)")
+    ap.add_argument("--batch-size", type=common.positive_int, default=BATCH_SIZE,
+                    help="training images per update (§5)")
+    ap.add_argument("--weight-decay", type=common.nonnegative_float, default=WEIGHT_DECAY,
+                    help="L2 weight decay on the weights, not the biases (§5)")
+    ap.add_argument("--schedule", choices=["steps", "plateau"], default="steps",
+                    help="the learning rate: divided by 10 at the fixed epochs LR_BOUNDARIES "
+                         "(chosen on validation), or whenever the validation error stops "
+                         "improving (§5; needs --val)")
+    ap.add_argument("--crop", type=crop_size, default=CROP,
+                    help="side of the random training patches and of the test views (§4.1)")
+    ap.add_argument("--no-crops", action="store_true",
+                    help="train on the centre patch of every image: no random crops, no flips")
+    ap.add_argument("--no-pca", action="store_true", help="no PCA colour jitter (§4.1)")
+    ap.add_argument("--no-lrn", action="store_true",
+                    help="no local response normalisation (§3.3)")
+    ap.add_argument("--pool", type=int, choices=[3, 2], default=3,
+                    help="max-pooling window, stride 2: 3 overlaps (§3.4), 2 does not")
+    ap.add_argument("--towers", type=int, choices=[2, 1], default=2,
+                    help="two towers (§3.2), or one with half the kernels (its footnote 2)")
+    ap.add_argument("--depth", type=int, choices=[5, 4], default=5,
+                    help="convolutional layers: 5, or 4 with conv4 removed (§7)")
+    ap.add_argument("--dropout", type=common.fraction, default=DROPOUT,
+                    help="dropout ratio on fc6 and fc7, 0 for none (§4.2)")
+    ap.add_argument("--activation", choices=["relu", "tanh"], default="relu",
+                    help="the nonlinearity (§3.1)")
+    ap.add_argument("--init", choices=["paper", "he"], default="paper",
+                    help="initial weights: N(0, 0.01) with biases 1 in conv2, conv4, conv5, fc6 "
+                         "and fc7 (§5), or He-normal with biases 0")
+    return ap
+
+
+def settings(args):
+    """The run's architecture and training settings, named as PAPER_SETTINGS."""
+    return {"crop": args.crop, "crops": not args.no_crops, "pca": not args.no_pca,
+            "lrn": not args.no_lrn, "pool": args.pool, "towers": args.towers,
+            "depth": args.depth, "dropout": args.dropout, "activation": args.activation,
+            "init": args.init, "lr": args.lr, "batch_size": args.batch_size,
+            "weight_decay": args.weight_decay, "schedule": args.schedule}
+
+
+def resolved_epochs(args):
+    """Passes to train: --epochs, else the quick run's or EPOCHS."""
+    return args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
+
+
+def build_network(rng, mean, s):
+    """The scaled AlexNet for the settings ``s`` (see :func:`settings`)."""
+    return models.alexnet_cifar(rng, mean, crop=s["crop"], towers=s["towers"], lrn=s["lrn"],
+                                pool=(s["pool"], 2), dropout=s["dropout"],
+                                activation=s["activation"], depth=s["depth"], init=s["init"])
+
+
+def view_errors(network, x, t):
+    """Errors of ``network`` on uint8 images ``x (N, 3, 32, 32)``, labels
+    ``t (N,)``, with the centre patch and with ten patches averaged (§4.1).
+    Returns ``(result fields, the ten-view probabilities (N, K))``."""
+    fields, probs = {}, {}
+    for views in VIEWS:
+        probs[views] = augment.predict_views(network, x, views=views)
+        wrong = int(np.sum(probs[views].argmax(axis=1) != t))
+        fields[f"test_error_{views}"] = wrong / len(x)
+        fields[f"test_errors_{views}"] = wrong
+    return fields, probs["ten"]
+
+
+def train_alexnet(args, data, classes, run_dir, resume):
+    """Train the scaled AlexNet; returns its result dict (also in the weights' metadata)."""
+    x_train, y_train, x_eval, y_eval = data
+    s = settings(args)
+    rng = np.random.default_rng(args.seed)
+    # §2: the mean image over the training set, subtracted from every input.
+    mean = x_train.mean(axis=0, dtype=np.float64).astype(np.float32)
+    network = build_network(rng, mean, s)
+    # §4.1: the principal components of the training set's RGB pixel values.
+    pca = augment.ColourPCA.fit(x_train) if s["pca"] else None
+    transform = augment.CifarAugment(network.layers["input"], crop=s["crops"], flip=s["crops"],
+                                     pca=pca, std=PCA_STD)
+    optimizer = Momentum(lr=args.lr, momentum=MOMENTUM, weight_decay=args.weight_decay)
+    schedule = common.lr_schedule(args.schedule, args.lr, LR_BOUNDARIES, LR_RATIOS,
+                                  PLATEAU_PATIENCE)
+    model_dir = run_dir / MODEL
+    # The final run looks at the test set once, at the end; a tuning run
+    # follows its validation error every epoch (the plateau schedule needs it).
+    history = common.train(MODEL, network, optimizer, schedule, x_train, y_train, args, model_dir,
+                           rng=rng, epochs=resolved_epochs(args), resume=resume, label=LABEL,
+                           augment=transform, eval_sets={"val": (x_eval, y_eval)} if args.val
+                           else None)
+    began = time.perf_counter()
+    errors, probs = view_errors(network, x_eval, y_eval)
+    result = {**common.run_record(MODEL, LABEL, network, history, args, len(x_eval)), **errors,
+              "evaluation_seconds": time.perf_counter() - began, "settings": s,
+              "widths": conv_widths(network),
+              "hidden": network.layers["fc7"].params["W"].data.shape[1],
+              "training_images": len(x_train), "augment": transform.config(),
+              "pca": pca.config() if pca else None, "classes": list(classes),
+              **({"lr_boundaries": LR_BOUNDARIES} if args.schedule == "steps"
+                 else {"plateau_patience": PLATEAU_PATIENCE})}
+    common.save_model(network, model_dir, MODEL, result, history,
+                      f"{LABEL}: error per pass through the training set")
+    make_figures(network, s, pca, probs, classes, data, model_dir, args.seed)
+    return result
+
+
+def conv_widths(network):
+    """Kernels of each convolutional layer, in order."""
+    return [layer.params["W"].data.shape[0] for name, layer in network.layers.items()
+            if name.startswith("conv")]
+
+
+def make_figures(network, s, pca, probs, classes, data, model_dir, seed):
+    """conv1's kernels by tower (Fig. 3), nearest neighbours in the last
+    hidden layer (Fig. 4), and what the augmentation does (§4.1)."""
+    import figures
+    x_train, y_train, x_eval, y_eval = data
+    figures.colour_kernels(network.layers["conv1"].params["W"].data, s["towers"],
+                           model_dir / "conv1_kernels.png",
+                           f"{LABEL}: conv1's kernels, by tower (cf. the paper's Fig. 3)")
+    queries = np.arange(min(NEIGHBOUR_QUERIES, len(x_eval)))
+    nearest = figures.nearest_training_images(
+        network.predict_batched(x_eval[queries], until=FEATURES),
+        network.predict_batched(x_train, batch_size=500, until=FEATURES), NEIGHBOURS)
+    figures.nearest_neighbours(x_eval[queries], probs[queries], classes, y_eval[queries],
+                               x_train, nearest, model_dir / "nearest_neighbours.png")
+    rng = np.random.default_rng(seed)      # not the training generator: figures change nothing
+    if pca is not None:
+        figures.pca_jitter(x_train[0], pca, rng, model_dir / "pca_jitter.png")
+    figures.crops_and_flips(x_train[0], rng, model_dir / "crops_and_flips.png")
+
+
+def departures(r):
+    """Where a run (its result ``r``) departs from the paper."""
+    s = r["settings"]
+    widths = ", ".join(map(str, r["widths"]))
+    items = [
+        f"CIFAR-10's 32x32 images (50,000 for training, 10,000 for testing, 10 classes), not "
+        f"ImageNet's 256x256 (1.2 million, 1,000 classes). The paper's own CIFAR-10 numbers "
+        f"(§3.3) are of a different, four-layer net (cuda-convnet's); the table shows them "
+        f"as published.",
+        f"The network is scaled to the images: conv1 5x5 with stride 1 (the paper: 11x11 with "
+        f"stride 4), conv2 5x5, conv3-conv5 3x3, all padded to keep their size; kernels "
+        f"{widths} (the paper: 96, 256, 384, 384, 256) and {r['hidden']} units in fc6 and fc7 "
+        f"(the paper: 4096): {r['parameters']:,} parameters (the paper: 60 million). "
+        f"Pooling rounds up, as cuda-convnet's (24x24 patches give maps of 12, 6 and 3).",
+        "The two towers (§3.2) are convolution groups on one CPU: conv2, conv4 and conv5 see "
+        "only their own tower's maps, conv3 and the fully connected layers see both, as in "
+        "the paper, but nothing is split between devices.",
+        f"Patches (§4.1): {s['crop']}x{s['crop']} of the 32x32 images (cuda-convnet's CIFAR-10 "
+        f"choice; the paper: 224 of 256). Every patch has the centre {s['crop']}x{s['crop']} "
+        f"of the training set's mean image subtracted, wherever it was cut (also cuda-convnet's "
+        f"choice); the paper subtracts the mean image before cutting (§2).",
+        f"The learning rate {schedule_text(r)}. {r['epochs']} passes through the training set "
+        f"(the paper: roughly 90).",
+        "Training error is the running error over each pass's augmented minibatches with "
+        "dropout on, not a separate pass over the training set.",
+    ]
+    if r["pca"] is not None:
+        items.insert(4, pca_text(r))
+    items += [CHANGED[key].format(**s) for key, value in PAPER_SETTINGS.items()
+              if s[key] != value]
+    return common.bullets(items)
+
+
+def schedule_text(r):
+    """How the run's learning rate fell."""
+    if r["settings"]["schedule"] == "plateau":
+        return (f"is divided by 10 whenever the validation error has not improved for "
+                f"{r['plateau_patience']} passes, as the paper's (§5)")
+    passes = ", ".join(str(b + 1) for b in r["lr_boundaries"])
+    text = f"is divided by 10 at the start of passes {passes} (LR_BOUNDARIES)"
+    if r["evaluated_on"] == "validation split":
+        return text + ", the final run's fixed schedule, here tried on the validation split"
+    return (text + f", where the validation error of tuning runs (--val 5000 --schedule "
+            f"plateau) stopped improving; the paper divides it whenever the validation error "
+            f"stops improving, three times (§5), but this run trains on all "
+            f"{r['training_images']:,} training images and has no validation error to watch")
+
+
+def pca_text(r):
+    weighting = r["pca"]["weighting"]
+    return (f"PCA colour jitter (§4.1) with the eigenvectors and eigenvalues of the RGB "
+            f"covariance of this run's {r['training_images']:,} training images, in the "
+            f"paper's pixel units (0..255, mean subtracted), alpha ~ N(0, {PCA_STD:g}). "
+            + ("The offset along p_i is alpha_i sqrt(lambda_i), not alpha_i lambda_i as "
+               "printed: in these units alpha_i lambda_i would move pixels by about 1,100 "
+               "levels, four times their range (see zeronet.augment.ColourPCA)."
+               if weighting == "sqrt" else
+               "The offset along p_i is alpha_i lambda_i with lambda_i measured on pixels "
+               "scaled to 0..1 (see zeronet.augment.ColourPCA)."))
+
+
+def pca_table(pca):
+    rows = [[f"p{i + 1}", f"{value:.1f}", ", ".join(f"{c:+.4f}" for c in vector)]
+            for i, (value, vector) in enumerate(zip(pca["eigenvalues"],
+                                                    np.array(pca["eigenvectors"]).T))]
+    return common.markdown_table(["axis", "eigenvalue (pixel units squared)",
+                                  "eigenvector (R, G, B)"], rows)
+
+
+def report(result, run_dir, args):
+    """Print this run beside the published numbers; write report.md / report.json."""
+    r = result
+    minutes = r["seconds_per_epoch"] * r["epochs"] / 60
+    ours = [["this run" if not args.weights else "these weights",
+             f"{LABEL}, {r['parameters']:,} parameters" if first else "",
+             VIEWS[views],
+             f"{common.percent(r[f'test_error_{views}'])} ({r[f'test_errors_{views}']:,} of "
+             f"{r['test_size']:,})",
+             f"{minutes:.0f} min, {r['seconds_per_epoch']:.0f} s per pass" if first else ""]
+            for first, views in zip((True, False), VIEWS)]
+    table = common.markdown_table(["result", "network", "test views", "test error",
+                                   "training time"],
+                                  ours + [list(p) for p in PUBLISHED])
+    effect = 100 * (r["test_error_ten"] - r["test_error_centre"])
+    notes = (f"Ten patches against the centre patch: {effect:+.2f} points (the paper, ImageNet "
+             f"top-1: {PAPER_TEN_CROP_EFFECT:+.1f}).\n")
+    if "recorded_test_error_ten" in r:
+        notes += (f"\nRecorded when trained: {common.percent(r['recorded_test_error_centre'])} "
+                  f"(centre patch), {common.percent(r['recorded_test_error_ten'])} (10 "
+                  f"patches).\n")
+    if r["pca"] is not None:
+        notes += f"\nThe PCA of the training images' RGB values (§4.1):\n\n{pca_table(r['pca'])}\n"
+    common.write_report(run_dir, args, {MODEL: r}, title=f"{LABEL}: paper vs this run",
+                        paper=PAPER, table=table, departures=departures(r), notes=notes)
+
+
+def evaluate_weights(args):
+    """Inference only: the saved weights' errors with both views on the
+    test set (the --quick subset with --quick, the validation split with
+    --val), beside those recorded when they were trained."""
+    network, name = common.load_weights(args.weights, [MODEL])
+    meta = network.metadata
+    missing = [k for k in RECORDED if k not in meta]
+    if missing:
+        sys.exit(f"{args.weights}: its metadata lacks {', '.join(missing)}; "
+                        "was it written by reproduce/alexnet.py?")
+    data = datasets.load_cifar10(args.data_dir, progress=not args.no_progress)
+    _, _, x, y = common.select_data(data, args, QUICK_SIZES)
+    began = time.perf_counter()
+    errors, _ = view_errors(network, x, y)
+    seconds = time.perf_counter() - began
+    same_images = (meta["test_size"] == len(x)
+                   and meta["evaluated_on"] == ("validation split" if args.val else "test set"))
+    print(f"{args.weights}: test error {common.percent(errors['test_error_centre'])} with the "
+          f"centre patch, {common.percent(errors['test_error_ten'])} with ten patches "
+          f"({errors['test_errors_centre']} and {errors['test_errors_ten']} of {len(x):,}) in "
+          f"{seconds:.1f} s; recorded when trained: {common.percent(meta['test_error_centre'])} "
+          f"and {common.percent(meta['test_error_ten'])}"
+          + ("" if same_images else f" on other images ({meta['test_size']:,} of the "
+                                    f"{meta['evaluated_on']})"), flush=True)
+    result = {k: meta[k] for k in meta if k != "history"}
+    result.update(errors, evaluation_seconds=seconds, test_size=len(x),
+                  evaluated_on="validation split" if args.val else "test set",
+                  **{f"recorded_{k}": meta[k] for k in errors})
+    return name, result
+
+
+# What --weights needs from a file's metadata.
+RECORDED = ["test_error_centre", "test_error_ten", "test_size", "evaluated_on", "settings",
+            "widths", "hidden", "parameters", "epochs", "seconds_per_epoch", "pca",
+            "training_images"]
+# Settings an interrupted run keeps when resumed (see common.open_run).
+RUN_SETTINGS = ["quick", "val", "seed", "epochs", "threads", "lr", "batch_size", "weight_decay",
+                "schedule", "crop", "no_crops", "no_pca", "no_lrn", "pool", "towers", "depth",
+                "dropout", "activation", "init"]
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.schedule == "plateau" and not args.val:
+        parser.error("--schedule plateau watches the validation error: give --val N too "
+                     "(the test set must not choose the schedule)")
+    if args.weights and args.resume:
+        parser.error("--weights evaluates saved weights; there is no training to --resume")
+    if args.weights:
+        run_dir, results = common.weights_run(args, MODEL, evaluate_weights)
+        report(results[MODEL], run_dir, args)
+        return
+    run_dir, resume = common.open_run(args, parser, MODEL + ("-quick" if args.quick else ""),
+                                      RUN_SETTINGS)
+    common.record_run(run_dir, args, epochs_resolved=resolved_epochs(args),
+                      lr_boundaries=LR_BOUNDARIES, lr_ratios=LR_RATIOS,
+                      plateau_patience=PLATEAU_PATIENCE, momentum=MOMENTUM, pca_std=PCA_STD)
+    cifar = datasets.load_cifar10(args.data_dir, progress=not args.no_progress)
+    data = common.select_data(cifar, args, QUICK_SIZES)
+    results = common.train_models([MODEL], run_dir, resume, resolved_epochs(args),
+                                  lambda name: train_alexnet(args, data, cifar.classes, run_dir,
+                                                             resume))
+    report(results[MODEL], run_dir, args)
+
+
+if __name__ == "__main__":
+    main()

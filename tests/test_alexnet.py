@@ -1,0 +1,164 @@
+"""reproduce/alexnet.py: the quick run end to end, --resume, --weights, the
+report and the flags.
+
+The runs need the real CIFAR-10: zeronet.datasets.load_cifar10 verifies the
+records' content against CIFAR-10's, so a made-up folder cannot stand in
+for it. They look for it where zeronet does ($ZERONET_DATA, else data/),
+are skipped without it and fail without it under CI.
+"""
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zeronet
+from zeronet import datasets
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "reproduce" / "alexnet.py"
+
+sys.path.insert(0, str(SCRIPT.parent))      # alexnet.py imports common.py beside it
+alexnet = importlib.import_module("alexnet")
+sys.path.remove(str(SCRIPT.parent))
+
+
+def cifar_dir():
+    """The data folder holding the real CIFAR-10 (``cifar-10-batches-bin/``)."""
+    folder = datasets.resolve_data_dir()
+    if (folder / "cifar-10-batches-bin").is_dir():
+        return folder
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but there is no {folder}/cifar-10-batches-bin "
+                    "(set ZERONET_DATA)")
+    pytest.skip(f"no CIFAR-10 in {folder} (set ZERONET_DATA)")
+
+
+def run(*args, expect=0):
+    cmd = [sys.executable, str(SCRIPT), "--no-progress", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == expect, f"{' '.join(cmd)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One uninterrupted quick run: ``(run folder, stdout)``."""
+    out = tmp_path_factory.mktemp("alexnet")
+    proc = run("--quick", "--data-dir", str(cifar_dir()), "--out", str(out))
+    (run_dir,) = out.glob("alexnet-quick-*")
+    return run_dir, proc.stdout
+
+
+def test_the_quick_run_trains_saves_and_reports(quick_run):
+    run_dir, stdout = quick_run
+    model_dir = run_dir / "alexnet"
+    for name in ("config.json", "environment.json", "report.md", "report.json",
+                 "alexnet/metrics.csv", "alexnet/checkpoint.h5", "alexnet/alexnet.h5",
+                 "alexnet/result.json"):
+        assert (run_dir / name).exists(), f"{name} missing from {run_dir}"
+    pytest.importorskip("matplotlib")
+    for figure in ("learning_curves", "conv1_kernels", "nearest_neighbours", "pca_jitter",
+                   "crops_and_flips"):
+        assert (model_dir / f"{figure}.png").exists(), f"{figure}.png missing"
+
+    network = zeronet.load(model_dir / "alexnet.h5")
+    meta = network.metadata
+    n_train, n_test = alexnet.QUICK_SIZES
+    assert meta["test_size"] == n_test and meta["training_images"] == n_train
+    assert meta["epochs"] == alexnet.QUICK_EPOCHS == len(meta["history"])
+    assert meta["parameters"] == network.num_parameters()
+    assert len(meta["classes"]) == 10 and meta["classes"][0] == "airplane"
+    for views in ("centre", "ten"):
+        assert meta[f"test_errors_{views}"] == round(meta[f"test_error_{views}"] * n_test)
+    # The PCA of the training images' colours, recorded with the weights.
+    vectors = np.array(meta["pca"]["eigenvectors"])
+    assert np.allclose(vectors.T @ vectors, np.eye(3), atol=1e-6)
+    assert meta["pca"]["eigenvalues"] == sorted(meta["pca"]["eigenvalues"], reverse=True)
+    # The final run never looks at the test set while training.
+    assert not any(k.startswith(("test_", "val_")) for k in meta["history"][0])
+
+    report = " ".join((run_dir / "report.md").read_text().split())
+    for row in alexnet.PUBLISHED:
+        assert f"| {row.source} | {row.network} | {row.views} | {row.error} |" in report
+    assert "Where this run departs from the paper" in report
+    assert "alpha_i sqrt(lambda_i)" in report and "| p1 |" in report
+    assert "(QUICK smoke run on a subset: not comparable)" in report
+    assert "| this run |" in stdout and "39.0% / 37.5%" in stdout
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(quick_run, tmp_path):
+    data = str(cifar_dir())
+    run("--quick", "--epochs", "1", "--data-dir", data, "--out", str(tmp_path))
+    proc = run("--quick", "--epochs", "2", "--resume", "--data-dir", data,
+               "--out", str(tmp_path))
+    assert "resumed from" in proc.stdout
+    (resumed,) = tmp_path.glob("alexnet-quick-*/alexnet/alexnet.h5")
+    uninterrupted = quick_run[0] / "alexnet" / "alexnet.h5"
+    a, b = zeronet.load(resumed), zeronet.load(uninterrupted)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert np.array_equal(p.data, q.data), f"{p.name} differs after --resume"
+    assert a.metadata["test_errors_ten"] == b.metadata["test_errors_ten"]
+
+
+def test_weights_reproduce_the_recorded_errors(quick_run, tmp_path):
+    weights = quick_run[0] / "alexnet" / "alexnet.h5"
+    proc = run("--weights", str(weights), "--quick", "--data-dir", str(cifar_dir()),
+               "--out", str(tmp_path))
+    meta = zeronet.load(weights).metadata
+    counts = re.search(r"\((\d+) and (\d+) of 256\)", proc.stdout)
+    assert counts, proc.stdout
+    assert [int(c) for c in counts.groups()] == [meta["test_errors_centre"],
+                                                 meta["test_errors_ten"]]
+    assert "| these weights |" in proc.stdout
+    (run_dir,) = tmp_path.glob("alexnet-eval-alexnet-*")
+    result = json.loads((run_dir / "report.json").read_text())["results"]["alexnet"]
+    assert result["test_error_ten"] == result["recorded_test_error_ten"]
+
+
+def result_with(**changed):
+    """A result as a run records it, with the paper's settings but ``changed``."""
+    settings = {"crop": 24, "schedule": "steps", **alexnet.PAPER_SETTINGS, **changed}
+    return {"settings": settings, "widths": [64, 192, 384, 256, 256], "hidden": 384,
+            "parameters": 2_597_194, "epochs": 18, "training_images": 50_000,
+            "evaluated_on": "test set", "lr_boundaries": [10, 14, 16],
+            "pca": {"weighting": "sqrt"} if settings["pca"] else None}
+
+
+def test_the_report_lists_every_mechanism_changed_from_the_paper():
+    paper = " ".join(alexnet.departures(result_with()).split())
+    assert "alpha_i sqrt(lambda_i)" in paper
+    assert "at the start of passes 11, 15, 17" in paper
+    for key, text in alexnet.CHANGED.items():
+        assert " ".join(text.format(**alexnet.PAPER_SETTINGS).split()) not in paper, key
+    changed = {"crops": False, "pca": False, "lrn": False, "pool": 2, "towers": 1, "depth": 4,
+               "dropout": 0.0, "activation": "tanh", "init": "he", "lr": 0.02,
+               "batch_size": 64, "weight_decay": 0.0}
+    every = " ".join(alexnet.departures(result_with(**changed)).split())
+    for key, text in alexnet.CHANGED.items():
+        assert " ".join(text.format(**{**alexnet.PAPER_SETTINGS, **changed}).split()) in every
+    assert "PCA colour jitter (§4.1) with" not in every
+    plateau = " ".join(alexnet.departures({**result_with(schedule="plateau"),
+                                           "plateau_patience": 2}).split())
+    assert "whenever the validation error has not improved for 2 passes" in plateau
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--crop", "40"], "--crop"),
+    (["--pool", "4"], "--pool"),
+    (["--dropout", "1.5"], "--dropout"),
+    (["--lr", "-0.01"], "--lr"),
+    (["--towers", "3"], "--towers"),
+    (["--schedule", "plateau"], "--val"),
+    (["--weights", "x.h5", "--resume"], "--resume"),
+])
+def test_bad_flags_get_a_one_line_error(tmp_path, flags, named):
+    proc = run(*flags, "--quick", "--out", str(tmp_path), expect=2)
+    message = proc.stderr.strip()
+    assert len(message.splitlines()) == 1 and named in message, message
+    assert not list(tmp_path.iterdir())      # refused before any run folder
