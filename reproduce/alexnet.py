@@ -258,6 +258,8 @@ def make_figures(network, s, pca, probs, classes, data, model_dir, seed):
     """conv1's kernels by tower (Fig. 3), nearest neighbours in the last
     hidden layer (Fig. 4), and what the augmentation does (§4.1)."""
     import figures
+    if not figures.HAVE_MATPLOTLIB:     # spare the features of the whole training set
+        return
     x_train, y_train, x_eval, y_eval = data
     figures.colour_kernels(network.layers["conv1"].params["W"].data, s["towers"],
                            model_dir / "conv1_kernels.png",
@@ -343,9 +345,8 @@ def pca_table(pca):
                                   "eigenvector (R, G, B)"], rows)
 
 
-def report(result, run_dir, args):
-    """Print this run beside the published numbers; write report.md / report.json."""
-    r = result
+def report_parts(r, args):
+    """``(table, notes, departures)`` of the report on the result ``r``."""
     minutes = r["seconds_per_epoch"] * r["epochs"] / 60
     ours = [["this run" if not args.weights else "these weights",
              f"{LABEL}, {r['parameters']:,} parameters" if first else "",
@@ -354,8 +355,8 @@ def report(result, run_dir, args):
              f"{r['test_size']:,})",
              f"{minutes:.0f} min, {r['seconds_per_epoch']:.0f} s per pass" if first else ""]
             for first, views in zip((True, False), VIEWS)]
-    table = common.markdown_table(["result", "network", "test views", "test error",
-                                   "training time"],
+    error = "validation error" if r["evaluated_on"] == "validation split" else "test error"
+    table = common.markdown_table(["result", "network", "test views", error, "training time"],
                                   ours + [list(p) for p in PUBLISHED])
     effect = 100 * (r["test_error_ten"] - r["test_error_centre"])
     notes = (f"Ten patches against the centre patch: {effect:+.2f} points (the paper, ImageNet "
@@ -366,8 +367,14 @@ def report(result, run_dir, args):
                   f"patches).\n")
     if r["pca"] is not None:
         notes += f"\nThe PCA of the training images' RGB values (§4.1):\n\n{pca_table(r['pca'])}\n"
-    common.write_report(run_dir, args, {MODEL: r}, title=f"{LABEL}: paper vs this run",
-                        paper=PAPER, table=table, departures=departures(r), notes=notes)
+    return table, notes, departures(r)
+
+
+def report(result, run_dir, args):
+    """Print this run beside the published numbers; write report.md / report.json."""
+    table, notes, departed = report_parts(result, args)
+    common.write_report(run_dir, args, {MODEL: result}, title=f"{LABEL}: paper vs this run",
+                        paper=PAPER, table=table, departures=departed, notes=notes)
 
 
 def evaluate_weights(args):
@@ -376,17 +383,18 @@ def evaluate_weights(args):
     --val), beside those recorded when they were trained."""
     network, name = common.load_weights(args.weights, [MODEL])
     meta = network.metadata
-    missing = [k for k in RECORDED if k not in meta]
-    if missing:
-        sys.exit(f"{args.weights}: its metadata lacks {', '.join(missing)}; "
-                        "was it written by reproduce/alexnet.py?")
+    try:    # the report on the file's own record, before minutes of evaluation
+        report_parts(meta, args)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        sys.exit(f"{args.weights}: its metadata is not a record that reproduce/alexnet.py "
+                 f"writes ({type(exc).__name__}: {exc})")
     data = datasets.load_cifar10(args.data_dir, progress=not args.no_progress)
     _, _, x, y = common.select_data(data, args, QUICK_SIZES)
     began = time.perf_counter()
     errors, _ = view_errors(network, x, y)
     seconds = time.perf_counter() - began
-    same_images = (meta["test_size"] == len(x)
-                   and meta["evaluated_on"] == ("validation split" if args.val else "test set"))
+    evaluated_on = "validation split" if args.val else "test set"
+    same_images = meta["test_size"] == len(x) and meta["evaluated_on"] == evaluated_on
     print(f"{args.weights}: test error {common.percent(errors['test_error_centre'])} with the "
           f"centre patch, {common.percent(errors['test_error_ten'])} with ten patches "
           f"({errors['test_errors_centre']} and {errors['test_errors_ten']} of {len(x):,}) in "
@@ -395,16 +403,11 @@ def evaluate_weights(args):
           + ("" if same_images else f" on other images ({meta['test_size']:,} of the "
                                     f"{meta['evaluated_on']})"), flush=True)
     result = {k: meta[k] for k in meta if k != "history"}
-    result.update(errors, evaluation_seconds=seconds, test_size=len(x),
-                  evaluated_on="validation split" if args.val else "test set",
+    result.update(errors, evaluation_seconds=seconds, test_size=len(x), evaluated_on=evaluated_on,
                   **{f"recorded_{k}": meta[k] for k in errors})
     return name, result
 
 
-# What --weights needs from a file's metadata.
-RECORDED = ["test_error_centre", "test_error_ten", "test_size", "evaluated_on", "settings",
-            "widths", "hidden", "parameters", "epochs", "seconds_per_epoch", "pca",
-            "training_images"]
 # Settings an interrupted run keeps when resumed (see common.open_run).
 RUN_SETTINGS = ["quick", "val", "seed", "epochs", "threads", "lr", "batch_size", "weight_decay",
                 "schedule", "crop", "no_crops", "no_pca", "no_lrn", "pool", "towers", "depth",

@@ -378,7 +378,7 @@ def load_weights(path, models):
     """``(network, name)`` from an HDF5 file whose metadata names one of
     ``models``; exits with a one-line message otherwise."""
     network = zeronet.load(path)
-    name = network.metadata.get("model")
+    name = network.metadata.get("model") if isinstance(network.metadata, dict) else None
     if name not in models:
         sys.exit(f"{path}: its metadata names no model of this script (model={name!r}; "
                  f"expected one of {', '.join(models)})")

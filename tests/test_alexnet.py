@@ -162,3 +162,15 @@ def test_bad_flags_get_a_one_line_error(tmp_path, flags, named):
     message = proc.stderr.strip()
     assert len(message.splitlines()) == 1 and named in message, message
     assert not list(tmp_path.iterdir())      # refused before any run folder
+
+
+@pytest.mark.parametrize("metadata, says", [
+    ({"model": "lenet5"}, "names no model of this script"),
+    ({"model": "alexnet", "test_error_ten": "low"}, "not a record that reproduce/alexnet.py"),
+])
+def test_weights_not_written_by_this_script_get_a_one_line_error(tmp_path, metadata, says):
+    path = tmp_path / "other.h5"
+    zeronet.save(zeronet.models.mlp(np.random.default_rng(0), (4,)), path, metadata=metadata)
+    proc = run("--weights", str(path), "--out", str(tmp_path / "runs"), expect=1)
+    message = proc.stderr.strip()
+    assert len(message.splitlines()) == 1 and says in message, message
