@@ -898,13 +898,18 @@ def _extract_member(tar, member, dest):
     try:
         source = tar.extractfile(member)
         with os.fdopen(fd, "wb") as out:
+            # Reading errors are the archive's (the caller reports them);
+            # writing errors are the disk's.
             for chunk in iter(lambda: source.read(16 * CHUNK_BYTES), b""):
                 try:
                     out.write(chunk)
                 except OSError as exc:
                     raise DatasetError(f"cannot write {tmp}: {exc}") from exc
-            out.flush()
-            os.fsync(out.fileno())  # on disk before the rename (see download_file)
+            try:
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the rename (see download_file)
+            except OSError as exc:
+                raise DatasetError(f"cannot write {tmp}: {exc}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
