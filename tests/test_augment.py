@@ -298,6 +298,26 @@ def test_random_crops_are_reproducible_from_the_seed():
     assert not np.array_equal(a, random_crops(x, 5, np.random.default_rng(2)))
 
 
+def test_random_crops_are_draw_crops_then_cut_patches():
+    x = images(10)
+    tops, lefts, mirror = augment.draw_crops(10, 9, 13, 6, np.random.default_rng(4))
+    np.testing.assert_array_equal(augment.cut_patches(x, tops, lefts, 6, mirror),
+                                  random_crops(x, 6, np.random.default_rng(4)))
+
+
+@pytest.mark.parametrize("tops, lefts, mirror", [
+    ([-1, 0], [0, 0], [False, False]),          # would wrap around to the last window
+    ([0, 5], [0, 0], [False, False]),           # 9 - 5 = 4 is the last top
+    ([0, 0], [0, 9], [False, False]),
+    ([0.0, 1.0], [0, 0], [False, False]),
+    ([0, 0], [0, 0], [0, 1]),
+    ([0], [0], [False]),
+])
+def test_cut_patches_rejects_positions_outside_the_images(tops, lefts, mirror):
+    with pytest.raises(ValueError, match="tops|positions"):
+        augment.cut_patches(images(2), np.array(tops), np.array(lefts), 5, np.array(mirror))
+
+
 def test_random_crops_leave_the_input_alone():
     x = images(8)
     before = x.copy()

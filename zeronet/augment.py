@@ -74,8 +74,8 @@ from scipy import ndimage
 from zeronet.layers import ImageInput
 
 __all__ = ["RandomAffine", "affine_matrix", "warp", "warp_scipy",
-           "random_crops", "ten_views", "VIEW_NAMES", "ColourPCA", "CifarAugment",
-           "predict_views"]
+           "random_crops", "draw_crops", "cut_patches", "ten_views", "VIEW_NAMES",
+           "ColourPCA", "CifarAugment", "predict_views"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -401,20 +401,40 @@ def _check_size(size, h, w):
     return size
 
 
-def _draw_crops(n, h, w, size, rng):
-    """Random patch positions and mirror flags of ``n`` images: ``n`` tops
-    uniform in ``0..h - size``, then ``n`` lefts in ``0..w - size``, then ``n``
-    uniforms in [0, 1) of which those below 0.5 mean "mirror"."""
+def draw_crops(n, h, w, size, rng):
+    """Random patch positions and mirror flags for ``n`` images of ``h x w``.
+
+    Draws ``n`` tops uniform in ``0..h - size``, then ``n`` lefts in ``0..w -
+    size``, then ``n`` uniforms in [0, 1) of which those below 0.5 mean
+    "mirror". Returns ``tops, lefts`` (int64) and ``mirror`` (bool), each
+    ``(n,)``, for :func:`cut_patches`.
+    """
     tops = rng.integers(0, h - size + 1, size=n)
     lefts = rng.integers(0, w - size + 1, size=n)
     mirror = rng.random(n) < 0.5
     return tops, lefts, mirror
 
 
-def _cut(x, tops, lefts, size, mirror):
+def cut_patches(x, tops, lefts, size, mirror):
     """Patch ``x[i, :, tops[i]:tops[i] + size, lefts[i]:lefts[i] + size]`` of
     every image, mirrored left-right where ``mirror[i]``. (N, C, H, W) ->
-    (N, C, size, size), a new array of x's dtype."""
+    (N, C, size, size), a new array of x's dtype. The positions must lie
+    inside the images (as :func:`draw_crops` makes them)."""
+    _check_uint8_images(x)
+    n, _, h, w = x.shape
+    size = _check_size(size, h, w)
+    tops, lefts = np.asarray(tops), np.asarray(lefts)
+    mirror = np.asarray(mirror)
+    if (not tops.shape == lefts.shape == mirror.shape == (n,) or mirror.dtype != bool
+            or not all(np.issubdtype(a.dtype, np.integer) for a in (tops, lefts))):
+        raise ValueError(f"need {n} integer tops and lefts and {n} bool mirror flags, got "
+                         f"{tops.dtype}{tops.shape}, {lefts.dtype}{lefts.shape}, "
+                         f"{mirror.dtype}{mirror.shape}")
+    # Negative positions would silently wrap around in the index below.
+    if n and not (0 <= tops.min() and tops.max() <= h - size
+                  and 0 <= lefts.min() and lefts.max() <= w - size):
+        raise ValueError(f"patch positions must lie in 0..{h - size} (top) and "
+                         f"0..{w - size} (left)")
     # All size x size windows of every image, as a view (nothing is copied);
     # one fancy index then copies each image's own window.
     windows = sliding_window_view(x, (size, size), axis=(2, 3))    # (N, C, H', W', size, size)
@@ -435,7 +455,8 @@ def random_crops(x, size, rng, *, flip=True):
     Draws from ``rng``, always in this order whatever ``flip`` is: ``N``
     tops (integers ``0..H - size``), ``N`` lefts (``0..W - size``), ``N``
     uniforms for the mirror coins (below 0.5: mirrored). So switching
-    ``flip`` off keeps the same patches.
+    ``flip`` off keeps the same patches. It is :func:`draw_crops` followed
+    by :func:`cut_patches`; call those two to know where the patches were cut.
 
     Parameters
     ----------
@@ -460,8 +481,8 @@ def random_crops(x, size, rng, *, flip=True):
     _check_uint8_images(x)
     n, _, h, w = x.shape
     size = _check_size(size, h, w)
-    tops, lefts, mirror = _draw_crops(n, h, w, size, rng)
-    return _cut(x, tops, lefts, size, mirror & bool(flip))
+    tops, lefts, mirror = draw_crops(n, h, w, size, rng)
+    return cut_patches(x, tops, lefts, size, mirror & bool(flip))
 
 
 def _view_offsets(h, w, size):
@@ -698,10 +719,10 @@ class CifarAugment:
                              f"like the input layer's mean image, got {x.shape}")
         n, _, h, w = x.shape
         size = layer.crop
-        tops, lefts, mirror = _draw_crops(n, h, w, size, rng)
+        tops, lefts, mirror = draw_crops(n, h, w, size, rng)
         if not self.crop:
             tops[:], lefts[:] = _view_offsets(h, w, size)[4]
-        out = layer.prepare(_cut(x, tops, lefts, size, mirror & self.flip))
+        out = layer.prepare(cut_patches(x, tops, lefts, size, mirror & self.flip))
         if self.pca is not None:
             shift = self.pca.offsets(n, rng, self.std) * layer.scale
             out += shift.astype(out.dtype)[:, :, None, None]
