@@ -248,6 +248,13 @@ def _check_rgb_images(images, name, ndim=4):
     return images
 
 
+def _at_least_one(value, name):
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
 def _image_axes(ax):
     ax.set_xticks([])
     ax.set_yticks([])
@@ -503,9 +510,7 @@ def pca_jitter(image, pca, rng, path, draws=8, *, std=0.1, exaggerated=1.0,
     if not HAVE_MATPLOTLIB:
         return None
     image = _check_rgb_images(image, "image", ndim=3)
-    draws = int(draws)
-    if draws < 1:
-        raise ValueError(f"draws must be >= 1, got {draws}")
+    draws = _at_least_one(draws, "draws")
     rows = [(f"a ~ N(0, {std:g})", pca.offsets(draws, rng, std)),
             (f"a ~ N(0, {exaggerated:g}) (exaggerated)", pca.offsets(draws, rng, exaggerated))]
     columns = draws + 1
@@ -570,9 +575,7 @@ def crops_and_flips(image, rng, path, size=24, count=8, title="Crops and mirror 
         return None
     image = _check_rgb_images(image, "image", ndim=3)
     _, h, w = image.shape
-    count = int(count)
-    if count < 1:
-        raise ValueError(f"count must be >= 1, got {count}")
+    count = _at_least_one(count, "count")
     batch = np.repeat(image[None], count, axis=0)
     views = ten_views(image[None], size)[:, 0]          # checks size
     tops, lefts, mirror = draw_crops(count, h, w, size, rng)

@@ -419,8 +419,8 @@ def test_pca_offsets_follow_the_formula_at_the_documented_draws():
     offsets = pca.offsets(6, np.random.default_rng(4), std=0.1)
     alpha = np.random.default_rng(4).normal(0.0, 0.1, size=(6, 3))
     p, lam = pca.eigenvectors, pca.eigenvalues
-    expected = np.stack([p[:, 0] * alpha[i, 0] * lam[0] ** 0.5 + p[:, 1] * alpha[i, 1] * lam[1] ** 0.5
-                         + p[:, 2] * alpha[i, 2] * lam[2] ** 0.5 for i in range(6)])
+    expected = np.stack([sum(p[:, j] * alpha[i, j] * lam[j] ** 0.5 for j in range(3))
+                         for i in range(6)])
     np.testing.assert_allclose(offsets, expected, rtol=1e-12, atol=1e-12)
     paper = ColourPCA(lam, p, weighting="eigenvalue")
     np.testing.assert_allclose(paper.offsets(6, np.random.default_rng(4)),
@@ -689,9 +689,14 @@ def test_image_input_errors():
         layer.forward(np.zeros((3, 9, 13), np.uint8))
     with pytest.raises(ValueError, match="mean image"):
         L.ImageInput(np.zeros((9, 13)), crop=5)
-    for crop in (0, 10):
+    for crop in (0, 10, 4.5):
         with pytest.raises(ValueError, match="crop"):
             L.ImageInput(np.zeros((3, 9, 13)), crop=crop)
+    with pytest.raises(ValueError, match="finite"):             # a stranger's weights file
+        L.ImageInput(np.full((3, 9, 13), np.nan), crop=5)
+    for scale in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="scale"):
+            L.ImageInput(np.zeros((3, 9, 13)), crop=5, scale=scale)
 
 
 def test_image_input_round_trips_through_a_weights_file(tmp_path):

@@ -390,6 +390,11 @@ def _check_uint8_images(x, name="x"):
         raise ValueError(f"{name} must have shape (N, C, H, W), got {x.shape}")
 
 
+def _batch_shape(layer):
+    """``"(N, 3, 32, 32)"``: a batch at the size of an ImageInput's mean image."""
+    return "(N, " + ", ".join(map(str, layer.mean.shape)) + ")"
+
+
 def _check_size(size, h, w):
     try:
         size = operator.index(size)
@@ -584,7 +589,8 @@ class ColourPCA:
             raise ValueError(f"mean must be 3 finite numbers, got {mean!r}")
         if not (np.isfinite(self.eigenvalues).all() and (self.eigenvalues >= 0).all()
                 and (np.diff(self.eigenvalues) <= 0).all()):
-            raise ValueError(f"eigenvalues must be finite, >= 0 and descending, got {eigenvalues!r}")
+            raise ValueError(f"eigenvalues must be finite, >= 0 and descending, "
+                             f"got {eigenvalues!r}")
         if not (np.isfinite(self.eigenvectors).all()
                 and np.allclose(self.eigenvectors.T @ self.eigenvectors, np.eye(3), atol=1e-6)):
             raise ValueError("eigenvectors must be orthonormal columns")
@@ -715,8 +721,8 @@ class CifarAugment:
         _check_uint8_images(x)
         layer = self.input_layer
         if x.shape[1:] != layer.mean.shape:
-            raise ValueError(f"CifarAugment expects uint8 images (N, {', '.join(map(str, layer.mean.shape))}) "
-                             f"like the input layer's mean image, got {x.shape}")
+            raise ValueError(f"CifarAugment expects uint8 images {_batch_shape(layer)} like "
+                             f"the input layer's mean image, got {x.shape}")
         n, _, h, w = x.shape
         size = layer.crop
         tops, lefts, mirror = draw_crops(n, h, w, size, rng)
@@ -794,7 +800,7 @@ def predict_views(network, x, *, views="ten", batch_size=500):
     layer = _image_input(network)
     if x.shape[1:] != layer.mean.shape or len(x) == 0:
         raise ValueError(f"predict_views expects a non-empty batch of uint8 images "
-                         f"(N, {', '.join(map(str, layer.mean.shape))}), got {x.shape}")
+                         f"{_batch_shape(layer)}, got {x.shape}")
     if views not in ("ten", "centre"):
         raise ValueError(f"views must be 'ten' or 'centre', got {views!r}")
     batch_size = operator.index(batch_size)
