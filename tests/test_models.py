@@ -75,7 +75,9 @@ VARIANTS = {
     "depth=4": (dict(depth=4), variant(params={"conv5": conv(384, 256, 3, groups=2)},
                                        drop=["conv4", "relu4"])),
     "dropout=0": (dict(dropout=0), variant(drop=["drop6", "drop7"])),
-    "tanh": (dict(activation="tanh"), variant()),
+    # the activation layers are named after the activation
+    "tanh": (dict(activation="tanh"), (DEFAULT_PARAMS, {
+        name.replace("relu", "tanh"): shape for name, shape in DEFAULT_SHAPES.items()})),
     # 28 -> 14 -> 7 -> 3
     "crop=28": (dict(crop=28), variant(shapes={
         "input": (3, 28, 28), "conv1": (64, 28, 28), "relu1": (64, 28, 28),
