@@ -13,6 +13,7 @@ import socket
 import stat
 import struct
 import threading
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from zeronet.datasets import (Dataset, DatasetError, IdxFile, download_file, dow
                               load_mnist, read_idx, resolve_data_dir, train_val_split)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------- helpers
@@ -178,6 +179,95 @@ def test_read_idx_missing_file(tmp_path):
     assert_mentions(excinfo, "nowhere.gz", "cannot read")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_read_idx_refuses_a_named_pipe(tmp_path):
+    # Reading a pipe would wait for a writer forever. Should that regress, the
+    # timer plays the writer and closes at once, so the test fails, not hangs.
+    fifo = tmp_path / "t10k-labels-idx1-ubyte"
+    os.mkfifo(fifo)
+
+    def release():
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # fails if no reader: fine
+        os.close(fd)
+
+    timer = threading.Timer(5.0, release)
+    timer.start()
+    try:
+        with pytest.raises(DatasetError) as excinfo:
+            read_idx(fifo)
+    finally:
+        timer.cancel()
+    assert_mentions(excinfo, str(fifo), "not a regular file")
+
+
+# ---------------------------------------------------------------- gzip bombs
+
+def gzip_bomb(head, zero_megabytes):
+    """``head`` gzipped, followed by ``zero_megabytes`` MiB of zeros in further gzip
+    members (a valid multi-member gzip file). 8 MiB of zeros compress to 8 KB, so
+    the file stays small and quick to build however far it inflates."""
+    zeros = gzip.compress(bytes(8 << 20))
+    return gzip.compress(head) + zeros * (zero_megabytes // 8)
+
+
+def peak_memory_of(function, *args, **kwargs):
+    """Call ``function``; return (what it raised, the peak of Python's allocations)."""
+    tracemalloc.start()
+    try:
+        try:
+            function(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the caller checks it
+            raised = exc
+        else:
+            raised = None
+        return raised, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_gzip_bomb_is_not_inflated(tmp_path):
+    # A valid header announcing 10 images of 28x28, then 320 MiB of zeros.
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip_bomb(idx_bytes(np.zeros((10, 28, 28), np.uint8)), 320))
+    assert bomb.stat().st_size < 1 << 20
+    raised, peak = peak_memory_of(read_idx, bomb)
+    assert isinstance(raised, DatasetError), raised
+    assert str(bomb) in str(raised) and "past the 7856 bytes its IDX header" in str(raised)
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB allocated: the bomb was inflated"
+
+    # The expected shape is compared with the header before any data is read.
+    raised, peak = peak_memory_of(read_idx, bomb, shape=(60000, 28, 28))
+    assert isinstance(raised, DatasetError) and "(60000, 28, 28)" in str(raised), raised
+    assert peak < 8 << 20
+
+
+def test_header_may_not_announce_more_than_max_bytes(tmp_path):
+    # A header announcing 2**40 bytes is refused without reading further.
+    head = bytes([0, 0, 8, 3]) + struct.pack(">3I", 1 << 20, 1 << 10, 1 << 10)
+    path = tmp_path / "huge-idx3-ubyte.gz"
+    path.write_bytes(gzip_bomb(head, 64))
+    raised, peak = peak_memory_of(read_idx, path)
+    assert isinstance(raised, DatasetError), raised
+    assert "more than the 1073741824 this reader accepts" in str(raised)
+    assert peak < 8 << 20
+
+    # A smaller limit of the caller's own.
+    small = write_idx(tmp_path / "labels.gz", idx_bytes(tiny_labels(200, 0)))
+    with pytest.raises(DatasetError, match="more than the 100 this reader accepts"):
+        read_idx(small, max_bytes=100)
+    assert read_idx(small, max_bytes=208).shape == (200,)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_content_past_the_declared_size_stops_the_reader(tmp_path, suffix):
+    # More than one chunk too much: the reader stops instead of counting it all.
+    content = idx_bytes(tiny_images(4, 0)) + bytes(3 << 20)
+    path = write_idx(tmp_path / f"long-idx3-ubyte{suffix}", content)
+    with pytest.raises(DatasetError) as excinfo:
+        read_idx(path)
+    assert_mentions(excinfo, path.name, "past the 40 bytes", "stopped reading")
+
+
 # ---------------------------------------------------------------- where the data lives
 
 def test_resolve_data_dir_order(monkeypatch, tmp_path):
@@ -268,6 +358,21 @@ def test_load_mnist_rejects_wrong_counts_and_labels(tmp_path, tiny_mnist, monkey
     with pytest.raises(DatasetError) as excinfo:
         load_mnist(tmp_path, download=False)
     assert_mentions(excinfo, "t10k-labels-idx1-ubyte.gz", "0..9", "10")
+
+
+def test_gzip_bomb_in_the_data_folder(tmp_path, tiny_mnist):
+    # Through load_mnist: the shape its table expects bounds the decompression.
+    _, contents = tiny_mnist
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name, content in contents.items():
+        write_idx(folder / (name + ".gz"), content)
+    bomb = folder / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip_bomb(contents["train-images-idx3-ubyte"], 320))
+    raised, peak = peak_memory_of(load_mnist, tmp_path, download=False)
+    assert isinstance(raised, DatasetError), raised
+    assert str(bomb) in str(raised) and "gzip bomb" in str(raised) and "Delete" in str(raised)
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB allocated: the bomb was inflated"
 
 
 @pytest.mark.parametrize("download, advice", [(True, "next load_mnist() downloads it again"),
@@ -515,37 +620,41 @@ def test_download_gets_ordinary_permissions(tmp_path, server, umask):
 
 # ---------------------------------------------------------------- the real MNIST
 
-def real_mnist_dir():
-    """The data folder holding the real MNIST: $ZERONET_DATA, else ../shared/data.
+def real_data_dir(subfolder):
+    """The data folder whose ``subfolder`` holds a real dataset: $ZERONET_DATA,
+    else ../shared/data.
 
     Without it the test is skipped, except in CI (CI set), where it fails: a
     CI run must test the real files, not pass quietly without them.
     """
     env = os.environ.get("ZERONET_DATA")
-    if env and (Path(env) / "mnist").is_dir():
+    if env and (Path(env) / subfolder).is_dir():
         return Path(env)
-    if SHARED_MNIST.is_dir():
-        return SHARED_MNIST.parent
+    if (SHARED_DATA / subfolder).is_dir():
+        return SHARED_DATA
     if os.environ.get("CI"):
-        pytest.fail(f"CI is set but no MNIST at $ZERONET_DATA/mnist or {SHARED_MNIST}")
-    pytest.skip(f"no local MNIST (set ZERONET_DATA, or put it at {SHARED_MNIST})")
+        pytest.fail(f"CI is set but no {subfolder} at $ZERONET_DATA/{subfolder} or "
+                    f"{SHARED_DATA / subfolder}")
+    pytest.skip(f"no local {subfolder} (set ZERONET_DATA, or put it at "
+                f"{SHARED_DATA / subfolder})")
 
 
-def test_real_mnist_dir_fails_in_ci_without_data(tmp_path, monkeypatch):
+@pytest.mark.parametrize("subfolder", ["mnist", "cifar-10-batches-bin"])
+def test_real_data_dir_fails_in_ci_without_data(tmp_path, monkeypatch, subfolder):
     monkeypatch.setenv("ZERONET_DATA", str(tmp_path))
-    monkeypatch.setitem(globals(), "SHARED_MNIST", tmp_path / "nowhere")
+    monkeypatch.setitem(globals(), "SHARED_DATA", tmp_path / "nowhere")
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception):
-        real_mnist_dir()
+        real_data_dir(subfolder)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
-        real_mnist_dir()
-    (tmp_path / "mnist").mkdir()
-    assert real_mnist_dir() == tmp_path
+        real_data_dir(subfolder)
+    (tmp_path / subfolder).mkdir()
+    assert real_data_dir(subfolder) == tmp_path
 
 
 def test_real_mnist():
-    mnist = load_mnist(real_mnist_dir(), download=False)
+    mnist = load_mnist(real_data_dir("mnist"), download=False)
     assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_train.dtype == np.uint8
     assert mnist.y_train.shape == (60000,) and mnist.y_train.dtype == np.uint8
     assert mnist.x_test.shape == (10000, 28, 28) and mnist.x_test.dtype == np.uint8

@@ -210,10 +210,14 @@ class ImageInput(Layer):
         self.mean = np.array(mean, dtype=self.dtype)
         if self.mean.ndim != 3:
             raise ValueError(f"ImageInput's mean image must be (C, H, W), got {self.mean.shape}")
+        if not np.isfinite(self.mean).all():
+            raise ValueError("ImageInput's mean image must be finite")
         c, h, w = self.mean.shape
         self.crop, self.scale = int(crop), float(scale)
-        if not 1 <= self.crop <= min(h, w):
-            raise ValueError(f"crop must be between 1 and {min(h, w)}, got {crop}")
+        if self.crop != crop or not 1 <= self.crop <= min(h, w):
+            raise ValueError(f"crop must be a whole number between 1 and {min(h, w)}, got {crop}")
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale must be finite and > 0, got {scale}")
         top, left = (h - self.crop) // 2, (w - self.crop) // 2
         self._centre = (slice(None), slice(top, top + self.crop), slice(left, left + self.crop))
 

@@ -252,7 +252,8 @@ def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden
     - ``lrn``: the normalisation layers on or off (§3.3).
     - ``pool``: ``(3, 2)`` overlapping or ``(2, 2)`` plain pooling (§3.4).
     - ``dropout``: the ratio on fc6 and fc7, 0 for none (§4.2).
-    - ``activation``: ``"relu"`` (§3.1) or ``"tanh"`` (Fig. 1's comparison).
+    - ``activation``: ``"relu"`` (§3.1) or ``"tanh"`` (Fig. 1's comparison);
+      the activation layers are named after it (``relu1`` ... ``relu7``).
     - ``depth``: 5, or 4 to remove conv4, a middle layer (§7).
     - ``init="paper"``: weights N(0, 0.01), biases 1 in conv2, conv4, conv5
       and fc6-7, 0 elsewhere (§5); ``"he"``: He normal weights, biases 0.
@@ -280,30 +281,33 @@ def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden
 
     kw = dict(dtype=dtype, rng=rng)
     net = [("input", L.ImageInput(mean, crop, scale, dtype=dtype)),
-           ("conv1", L.Convolution(3, w1, 5, pad=2, **weights(False), **kw)), ("relu1", act())]
+           ("conv1", L.Convolution(3, w1, 5, pad=2, **weights(False), **kw)),
+           (f"{activation}1", act())]
     if lrn:
         net.append(("lrn1", L.LRN()))
     net += [("pool1", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
             ("conv2", L.Convolution(w1, w2, 5, pad=2, groups=groups, **weights(True), **kw)),
-            ("relu2", act())]
+            (f"{activation}2", act())]
     if lrn:
         net.append(("lrn2", L.LRN()))
     net += [("pool2", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
-            ("conv3", L.Convolution(w2, w3, 3, pad=1, **weights(False), **kw)), ("relu3", act())]
+            ("conv3", L.Convolution(w2, w3, 3, pad=1, **weights(False), **kw)),
+            (f"{activation}3", act())]
     last = w3
     if depth == 5:
         net += [("conv4", L.Convolution(w3, w4, 3, pad=1, groups=groups, **weights(True), **kw)),
-                ("relu4", act())]
+                (f"{activation}4", act())]
         last = w4
     net += [("conv5", L.Convolution(last, w5, 3, pad=1, groups=groups, **weights(True), **kw)),
-            ("relu5", act()), ("pool5", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
+            (f"{activation}5", act()), ("pool5", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
             ("flatten", L.Flatten())]
     side = _pooled(_pooled(_pooled(crop, pool), pool), pool)
     features = w5 * side * side
-    net += [("fc6", L.Affine(features, hidden, **weights(True), **kw)), ("relu6", act())]
+    net += [("fc6", L.Affine(features, hidden, **weights(True), **kw)),
+            (f"{activation}6", act())]
     if dropout:
         net.append(("drop6", L.Dropout(dropout, rng=rng)))
-    net += [("fc7", L.Affine(hidden, hidden, **weights(True), **kw)), ("relu7", act())]
+    net += [("fc7", L.Affine(hidden, hidden, **weights(True), **kw)), (f"{activation}7", act())]
     if dropout:
         net.append(("drop7", L.Dropout(dropout, rng=rng)))
     net.append(("fc8", L.Affine(hidden, num_classes, **weights(False), **kw)))
