@@ -61,12 +61,16 @@ CROP = 24
 PCA_STD = 0.1
 # §4.2: dropout with probability 0.5 on the first two fully connected layers.
 DROPOUT = 0.5
-# The last hidden layer, fc7 after its nonlinearity, whose outputs are the
-# feature vectors of the nearest-neighbour figure (§6.1, Fig. 4).
-FEATURES = "relu7"
+# The nearest-neighbour figure's feature vectors are the outputs of the
+# last hidden layer (§6.1, Fig. 4): fc7 after its nonlinearity, the layer
+# models.alexnet_cifar names "relu7" (or "tanh7").
+FEATURES = "{activation}7"
 # Fig. 4 (right): five test images, each with the six training images
 # nearest to it in that feature space.
 NEIGHBOUR_QUERIES, NEIGHBOURS = 5, 6
+# The jitter figure's second row: alpha ~ N(0, 1), ten times the paper's,
+# so that the direction each axis moves the colours is easy to see.
+EXAGGERATED_STD = 1.0
 # The network is large enough to keep both of this machine's cores busy.
 THREADS = os.cpu_count() or 1
 # --quick: 2 passes over 1,024 training images, tested on 256.
@@ -263,17 +267,21 @@ def make_figures(network, s, pca, probs, classes, data, model_dir, seed):
     x_train, y_train, x_eval, y_eval = data
     figures.colour_kernels(network.layers["conv1"].params["W"].data, s["towers"],
                            model_dir / "conv1_kernels.png",
-                           f"{LABEL}: conv1's kernels, by tower (cf. the paper's Fig. 3)")
+                           f"{LABEL}: conv1's kernels by tower (cf. the paper's Fig. 3)")
+    features = FEATURES.format(**s)
     queries = np.arange(min(NEIGHBOUR_QUERIES, len(x_eval)))
     nearest = figures.nearest_training_images(
-        network.predict_batched(x_eval[queries], until=FEATURES),
-        network.predict_batched(x_train, batch_size=500, until=FEATURES), NEIGHBOURS)
+        network.predict_batched(x_eval[queries], until=features),
+        network.predict_batched(x_train, batch_size=500, until=features), NEIGHBOURS)
     figures.nearest_neighbours(x_eval[queries], probs[queries], classes, y_eval[queries],
-                               x_train, nearest, model_dir / "nearest_neighbours.png")
+                               x_train, nearest, model_dir / "nearest_neighbours.png",
+                               f"{LABEL}: top-5 (ten patches) and the nearest training images "
+                               f"in {features} (cf. the paper's Fig. 4)")
     rng = np.random.default_rng(seed)      # not the training generator: figures change nothing
     if pca is not None:
-        figures.pca_jitter(x_train[0], pca, rng, model_dir / "pca_jitter.png")
-    figures.crops_and_flips(x_train[0], rng, model_dir / "crops_and_flips.png")
+        figures.pca_jitter(x_train[0], pca, rng, model_dir / "pca_jitter.png", std=PCA_STD,
+                           exaggerated=EXAGGERATED_STD)
+    figures.crops_and_flips(x_train[0], rng, model_dir / "crops_and_flips.png", size=s["crop"])
 
 
 def departures(r):
