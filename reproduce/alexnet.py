@@ -11,7 +11,6 @@ Every report lists where this run departs from the paper (departures() below).
 """
 import argparse
 import os
-import sys
 import time
 from typing import NamedTuple
 
@@ -392,11 +391,8 @@ def evaluate_weights(args):
     --val), beside those recorded when they were trained."""
     network, name = common.load_weights(args.weights, [MODEL])
     meta = network.metadata
-    try:    # the report on the file's own record, before minutes of evaluation
-        report_parts(meta, args)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        sys.exit(f"{args.weights}: its metadata is not a record that reproduce/alexnet.py "
-                 f"writes ({type(exc).__name__}: {exc})")
+    # The report on the file's own record, before minutes of evaluation.
+    common.check_record(args.weights, "alexnet.py", lambda: report_parts(meta, args))
     data = datasets.load_cifar10(args.data_dir, progress=not args.no_progress)
     _, _, x, y = common.select_data(data, args, QUICK_SIZES)
     began = time.perf_counter()

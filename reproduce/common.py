@@ -385,6 +385,17 @@ def load_weights(path, models):
     return network, name
 
 
+def check_record(path, script, check):
+    """Exit with one line naming ``path`` if ``check()``, which reads the
+    weights file's metadata as ``script`` wrote it, finds it is not such a
+    record (a missing key, a value of the wrong type)."""
+    try:
+        check()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        sys.exit(f"{path}: its metadata is not a record that reproduce/{script} writes "
+                 f"({type(exc).__name__}: {exc})")
+
+
 def weights_run(args, tag, evaluate):
     """``--weights``: no training. ``evaluate(args) -> (name, result)``
     measures the saved weights; the run folder ``<tag>-eval-<name>`` then

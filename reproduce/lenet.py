@@ -386,8 +386,8 @@ def make_figures(name, network, images, labels, x, row_dir):
                         f"{ROWS[name].label}: learned C1 filters")
 
 
-def report(results, run_dir, args):
-    """Print the paper-vs-this-run table and write report.md / report.json."""
+def report_table(results):
+    """The paper's table with this run's rows filled in, in Markdown."""
     rows = []
     for name, row in ROWS.items():
         r = results.get(name)
@@ -396,11 +396,15 @@ def report(results, run_dir, args):
         rows.append([row.label, f"{row.paper_error:.2f}%", common.percent(ours), diff,
                      f"{r['parameters']:,}" if r else "-", r["epochs"] if r else "-",
                      f"{r['seconds_per_epoch']:.1f}" if r else "-"])
-    table = common.markdown_table(
+    return common.markdown_table(
         ["model", "paper test error", "this run", "difference (points)", "parameters",
          "passes", "s/pass"], rows)
+
+
+def report(results, run_dir, args):
+    """Print the paper-vs-this-run table and write report.md / report.json."""
     common.write_report(run_dir, args, results, title="LeNet on MNIST: paper vs this run",
-                        paper=PAPER, table=table, departures=departures(results))
+                        paper=PAPER, table=report_table(results), departures=departures(results))
 
 
 def codes_name(codes):
@@ -411,7 +415,15 @@ def codes_name(codes):
 def evaluate_weights(args):
     """Inference only: load HDF5 weights and measure their test error."""
     network, name = common.load_weights(args.weights, ROWS)
-    meta = network.metadata
+    rbf = isinstance(network.layers.get("output"), layers.RBF)
+    result = {k: v for k, v in network.metadata.items() if k != "history"}
+    result.update(output="rbf" if rbf else "softmax",
+                  **({"rubbish_penalty": network.loss_layer.j,
+                      "codes": codes_name(network.layers["output"].codes)} if rbf else {}))
+    recorded = result.get("test_error")
+    measured = {**result, "test_error": 0.0}        # the measurement's place in the report
+    common.check_record(args.weights, "lenet.py", lambda: (
+        common.percent(recorded), report_table({name: measured}), departures({name: measured})))
     # The test set alone: a newcomer without MNIST downloads two small files.
     data = datasets.load_mnist(args.data_dir, progress=not args.no_progress, parts=("test",))
     x = data.x_test    # raw uint8 digits: the network's DigitInput prepares them
@@ -421,12 +433,8 @@ def evaluate_weights(args):
     print(f"{args.weights}: {ROWS[name].label}, test error {100 * error:.2f}% "
           f"({int(np.sum(pred != data.y_test))} of {len(pred):,}) in "
           f"{time.perf_counter() - began:.1f} s; recorded when trained: "
-          f"{common.percent(meta.get('test_error'))}")
-    result = {k: meta[k] for k in meta if k != "history"}
-    rbf = isinstance(network.layers.get("output"), layers.RBF)
-    result.update(test_error=error, test_size=len(pred), output="rbf" if rbf else "softmax",
-                  **({"rubbish_penalty": network.loss_layer.j,
-                      "codes": codes_name(network.layers["output"].codes)} if rbf else {}))
+          f"{common.percent(recorded)}")
+    result.update(test_error=error, test_size=len(pred))
     return name, result
 
 

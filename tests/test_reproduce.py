@@ -170,6 +170,20 @@ def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
         f"{round(abs(measured - recorded) * 10_000)} digits apart")
 
 
+@pytest.mark.parametrize("metadata, says", [
+    ({"model": "alexnet"}, "names no model of this script"),
+    ({"model": "mlp300", "parameters": 10}, "not a record that reproduce/lenet.py writes"),
+])
+def test_lenet_refuses_weights_it_did_not_write_in_one_line(tmp_path, metadata, says):
+    path = tmp_path / "other.h5"
+    zeronet.save(models.mlp(np.random.default_rng(0), (4,)), path, metadata=metadata)
+    cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), "--weights", str(path),
+           "--out", str(tmp_path / "runs")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    message = proc.stderr.strip()
+    assert proc.returncode == 1 and len(message.splitlines()) == 1 and says in message, message
+
+
 def test_run_folders_started_in_the_same_second_do_not_collide(tmp_path, monkeypatch):
     import importlib.util
     spec = importlib.util.spec_from_file_location("common", REPO / "reproduce" / "common.py")
