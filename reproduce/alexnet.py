@@ -361,7 +361,7 @@ def report_parts(r, args):
              VIEWS[views],
              f"{common.percent(r[f'test_error_{views}'])} ({r[f'test_errors_{views}']:,} of "
              f"{r['test_size']:,})",
-             f"{minutes:.0f} min, {r['seconds_per_epoch']:.0f} s per pass" if first else ""]
+             f"{minutes:.1f} min, {r['seconds_per_epoch']:.0f} s per pass" if first else ""]
             for first, views in zip((True, False), VIEWS)]
     error = "validation error" if r["evaluated_on"] == "validation split" else "test error"
     table = common.markdown_table(["result", "network", "test views", error, "training time"],
