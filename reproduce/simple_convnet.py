@@ -1,7 +1,7 @@
 """Train the book's SimpleConvNet on MNIST, as ゼロから作る Deep Learning §7.5
 does in ``ch07/train_convnet.py``: Adam at lr 0.001, batches of 100, 20 epochs.
 
-    python reproduce/simple_convnet.py           # a few minutes on a laptop CPU
+    python reproduce/simple_convnet.py           # the book's 20 epochs: minutes
     python reproduce/simple_convnet.py --quick   # seconds: 2 epochs on 2,000 digits
 
 A template for your own network: change the layers (zeronet.models.simple_convnet
