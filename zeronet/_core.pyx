@@ -28,7 +28,7 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
                                float_array, output_array,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
-                               window_args)
+                               values_check, window_args)
 
 cdef extern from *:
     """
@@ -597,7 +597,9 @@ cdef inline Py_ssize_t _first_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW,
                                  Py_ssize_t OW) noexcept nogil:
     """Smallest ow whose input column ow*SW - PW + kx is >= 0 (at most OW)."""
     cdef Py_ssize_t need = PW - kx
-    cdef Py_ssize_t lo = 0 if need <= 0 else (need + SW - 1) // SW
+    # ceil(need / SW) written so that no intermediate exceeds need: the
+    # usual (need + SW - 1) // SW overflowed for a stride near 2**63.
+    cdef Py_ssize_t lo = 0 if need <= 0 else (need - 1) // SW + 1
     return lo if lo < OW else OW
 
 
@@ -673,6 +675,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
     ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
+    values_check((n, c, oh, ow), "the output")
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=ARGMAX_DTYPE)
     if x.dtype == np.float32:

@@ -18,7 +18,7 @@ import numpy as np
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
                                float_array, output_array,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
-                               window_args)
+                               values_check, window_args)
 
 
 def im2col(x, kernel_size, stride=1, pad=0, out=None):
@@ -131,6 +131,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
     ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
+    values_check((n, c, oh, ow), "the output")
     # In ceil mode the last window may need more -inf beyond the usual pad.
     extra_h = max(0, (oh - 1) * sh + kh - (h + 2 * ph))
     extra_w = max(0, (ow - 1) * sw + kw - (w + 2 * pw))
