@@ -28,7 +28,7 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
                                float_array, output_array,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
-                               values_check, window_args)
+                               sizes_check, window_args)
 
 cdef extern from *:
     """
@@ -169,6 +169,7 @@ def im2col(x, kernel_size, stride=1, pad=0, out=None):
     n, c, h, w = shape4(x.shape, "x")
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     col = output_array(out, (n * oh * ow, c * kh * kw), x.dtype, "out", x)
     x = _padded(x, ph, pw)
     if x.dtype == np.float32:
@@ -241,6 +242,7 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
     (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     if col.shape != (n * oh * ow, c * kh * kw):
         raise ValueError(f"col must have shape {(n * oh * ow, c * kh * kw)} for x_shape "
                          f"{x_shape}, got {col.shape}")
@@ -675,7 +677,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
     ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
-    values_check((n, c, oh, ow), "the output")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=ARGMAX_DTYPE)
     if x.dtype == np.float32:

@@ -17,10 +17,11 @@ ARGMAX_DTYPE = np.dtype(np.int32)
 # cannot overflow; and no real array is that long along one axis.
 MAX_SIZE = 2**31 - 1
 # An array that zeronet creates from sizes alone (an ``x_shape``, the output
-# of a huge pad) holds at most this many values: more is a mistake, not a
-# large batch (2**40 float32 values are 4 TiB), and larger counts would
-# overflow NumPy's own size arithmetic.
-MAX_VALUES = 2**40
+# of a huge pad) holds at most this many values (16 GiB of float32): more is
+# a mistake, not a large batch (AlexNet's largest im2col matrix at batch 128
+# holds 140 M), and far larger counts would overflow NumPy's own size
+# arithmetic. Within the limit, a machine without the memory says MemoryError.
+MAX_VALUES = 2**32
 
 
 def is_int(value):
@@ -144,6 +145,15 @@ def conv_output_size(size, kernel, stride, pad, axis):
     return output_length(span // stride + 1, axis)
 
 
+def sizes_check(n, c, h, w, ph, pw, oh, ow):
+    """What the kernels allocate for an input ``(N, C, H, W)`` padded by
+    ``(PH, PW)`` with an output ``OH x OW`` per map must fit MAX_VALUES: the
+    output ``(N, C, OH, OW)`` and the zero-padded input (one image of it at
+    least, which the compiled convolution pads even for an empty batch)."""
+    values_check((n, c, oh, ow), "the output")
+    values_check((max(n, 1), c, h + 2 * ph, w + 2 * pw), "the padded input")
+
+
 def output_length(length, axis):
     """Check an output height or width against MAX_SIZE."""
     if length > MAX_SIZE:
@@ -177,6 +187,7 @@ def conv_args(x, W, b, stride, pad, groups, with_bias=True):
     (kh, kw), (sh, sw), (ph, pw) = window_args((kh, kw), stride, pad)
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     values_check((n, oc, oh, ow), "the output")
     return kh, kw, sh, sw, ph, pw, oh, ow
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from zeronet import initializers, kernels
 from zeronet._validate import (FLOAT_DTYPES, conv_output_size, count, float_dtype, pair,
-                               values_check)
+                               sizes_check, values_check)
 
 
 class Parameter:
@@ -106,20 +106,30 @@ class Layer:
 
 
 def _check_dtype(x, dtype, layer):
+    _check_array(x, layer)
     # float64 into a float32 layer would silently upcast everything after it.
     if x.dtype != dtype:
         raise TypeError(f"{type(layer).__name__} holds {np.dtype(dtype)} parameters but got "
                         f"{x.dtype} input; cast one of them (x.astype(...))")
 
 
-def _expect_dout(layer, x, y_shape):
-    """Forward's note for backward: ``x`` must be a float32 or float64 array,
-    and the ``dout`` that backward gets must then have the output's shape
-    ``y_shape`` and x's dtype (checked by :func:`_check_dout`)."""
-    if not isinstance(x, np.ndarray) or x.dtype not in FLOAT_DTYPES:
-        got = f"{x.dtype} array" if isinstance(x, np.ndarray) else type(x).__name__
-        raise TypeError(f"{type(layer).__name__} expects float32 or float64 input, got {got}")
-    layer._dout_spec = (tuple(y_shape), x.dtype)
+def _expect_dout(layer, x, y_shape=None):
+    """Forward's note for backward: ``x`` must be a batch of float32 or
+    float64 values, and the ``dout`` that backward gets must then have the
+    output's shape ``y_shape`` (default: x's own) and x's dtype (checked by
+    :func:`_check_dout`)."""
+    _check_array(x, layer)
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{type(layer).__name__} expects float32 or float64 input, "
+                        f"got {x.dtype}")
+    layer._dout_spec = (tuple(x.shape if y_shape is None else y_shape), x.dtype)
+
+
+def _check_array(x, layer):
+    if not isinstance(x, np.ndarray) or x.ndim == 0:
+        got = "a 0-d array" if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(f"{type(layer).__name__} expects a batch as a numpy.ndarray "
+                        f"(N, ...), got {got}")
 
 
 def _check_dout(layer, dout):
@@ -168,6 +178,7 @@ def _zero_one_curvature(layer, d2out):
 
 
 def _check_ndim(x, ndim, layer, what="(N, C, H, W)"):
+    _check_array(x, layer)
     if x.ndim != ndim:
         raise ValueError(f"{type(layer).__name__} expects input of shape {what}, got {x.shape}")
 
@@ -199,6 +210,7 @@ class DigitInput(Layer):
                 "dtype": self.dtype.name}
 
     def forward(self, x, *, train=False):
+        _check_array(x, self)
         if x.dtype != np.uint8:
             if x.shape[1:] != (1, self.side, self.side):
                 raise ValueError(f"DigitInput expects uint8 digits (N, H, W) or prepared input "
@@ -271,6 +283,7 @@ class Convolution(Layer):
         self.dtype = float_dtype(dtype)
         kh, kw = self.kernel_size
         shape = (out_channels, in_channels // groups, kh, kw)
+        values_check(shape, "W")
         mask = None
         if table is not None:
             table = np.asarray(table, dtype=bool)
@@ -523,7 +536,7 @@ def _window_sums(x, kernel_size, stride, pad):
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, pad
     oh = conv_output_size(x.shape[2], kh, sh, ph, "height")
     ow = conv_output_size(x.shape[3], kw, sw, pw, "width")
-    values_check((*x.shape[:2], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), "the padded input")
+    sizes_check(*x.shape, ph, pw, oh, ow)
     img = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)]) if ph or pw else x
     return _sum_of_shifts(_sum_of_shifts(img, 3, kw, sw, ow), 2, kh, sh, oh)
 
@@ -650,6 +663,7 @@ class Affine(Layer):
         self.out_features = count(out_features, "out_features")
         self.dtype = float_dtype(dtype)
         rng = _generator(rng)
+        values_check((in_features, out_features), "W")
         W = initializers.get(weight_init)((in_features, out_features), in_features,
                                           out_features, rng, self.dtype)
         b = initializers.get(bias_init)((out_features,), in_features, out_features, rng, self.dtype)
@@ -770,8 +784,8 @@ class Flatten(Layer):
     """``(N, C, H, W)`` -> ``(N, C*H*W)``. Saved: ``x_shape``."""
 
     def forward(self, x, *, train=False):
-        _expect_dout(self, x, (x.shape[0], math.prod(x.shape[1:])))
-        self.x_shape = x.shape
+        self.x_shape = np.shape(x)
+        _expect_dout(self, x, self.x_shape[:1] + (math.prod(self.x_shape[1:]),))
         return x.reshape(self._dout_spec[0])     # not (N, -1): that fails on an empty batch
 
     def backward(self, dout):
@@ -787,7 +801,7 @@ class ReLU(Layer):
     """``max(0, x)`` (book §5.5.1). Saved: ``mask`` (where x <= 0)."""
 
     def forward(self, x, *, train=False):
-        _expect_dout(self, x, x.shape)
+        _expect_dout(self, x)
         self.mask = x <= 0
         return np.where(self.mask, x.dtype.type(0), x)
 
@@ -802,7 +816,7 @@ class Sigmoid(Layer):
     """Logistic ``1 / (1 + exp(-x))`` (book §5.5.2). Saved: ``out``."""
 
     def forward(self, x, *, train=False):
-        _expect_dout(self, x, x.shape)
+        _expect_dout(self, x)
         # exp of a large positive number overflows; this form never does.
         e = np.exp(-np.abs(x))
         self.out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
@@ -819,7 +833,7 @@ class Tanh(Layer):
     """Hyperbolic tangent. Saved: ``out``."""
 
     def forward(self, x, *, train=False):
-        _expect_dout(self, x, x.shape)
+        _expect_dout(self, x)
         self.out = np.tanh(x)
         return self.out
 
@@ -839,7 +853,7 @@ class ScaledTanh(Layer):
     S = 2.0 / 3.0
 
     def forward(self, x, *, train=False):
-        _expect_dout(self, x, x.shape)
+        _expect_dout(self, x)
         t = x.dtype.type
         # A tanh(S a) = A - 2A / (exp(2 S a) + 1): NumPy's float32 exp is
         # vectorised and its tanh is not (1.7x faster on LeNet's C1 maps).
@@ -899,7 +913,7 @@ class LRN(Layer):
 
     def forward(self, x, *, train=False):
         _check_ndim(x, 4, self)
-        _expect_dout(self, x, x.shape)
+        _expect_dout(self, x)
         t = x.dtype.type
         self.x = x
         self.scale = t(self.k) + t(self.alpha) * self._channel_window_sum(x * x)
@@ -937,7 +951,7 @@ class Dropout(Layer):
         return {"rng": self.rng}
 
     def forward(self, x, *, train=False):
-        _expect_dout(self, x, x.shape)
+        _expect_dout(self, x)
         if train:
             self.mask = self.rng.random(x.shape) >= self.ratio
             return x * self.mask
