@@ -79,7 +79,7 @@ raises :class:`WeightsFileError` saying what is wrong:
    no filter but Fletcher-32 (no external storage, no virtual datasets, no
    compression), float32 or float64, with all its bytes present, and all
    datasets together no larger than the file; every attribute a single text
-   (at most MAX_TEXT_BYTES) or integer;
+   (at most MAX_TEXT_LENGTH) or integer;
 4. the digest;
 5. the JSON texts: valid, nested at most MAX_JSON_DEPTH deep, numbers of at
    most 40 digits, the architecture's numbers finite; the architecture a
@@ -128,7 +128,7 @@ DIGEST = "digest"
 # has 61 M parameters), far below what would exhaust a machine.
 MAX_PARAMETERS = 2**30          # values in all parameters together (4 GiB of float32)
 MAX_LAYERS = 1000
-MAX_TEXT_BYTES = 64 << 20       # one attribute's text
+MAX_TEXT_LENGTH = 64 << 20      # characters of one attribute's text
 MAX_JSON_DEPTH = 64             # LeNet-5's architecture is 5 deep, its metadata 3
 MAX_DATASET_DIMS = 8
 # Constructor arguments a file may not set: they only shape the random
@@ -459,7 +459,7 @@ def _check_dataset(ds, where, path):
 
 def _attribute(obj, where, name, path):
     """The value of attribute ``name`` of ``obj``, checked before it is read:
-    a single text (``str``, at most MAX_TEXT_BYTES) or integer (``int``)."""
+    a single text (``str``, at most MAX_TEXT_LENGTH) or integer (``int``)."""
     aid = obj.attrs.get_id(name)
     text = h5py.check_string_dtype(aid.dtype)
     if aid.shape != () or (aid.dtype.kind not in "iu" and (text is None or text.length)):
@@ -469,9 +469,9 @@ def _attribute(obj, where, name, path):
     value = obj.attrs[name]
     if aid.dtype.kind in "iu":
         return int(value)
-    if not isinstance(value, str) or len(value) > MAX_TEXT_BYTES:
+    if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
         raise WeightsFileError(f"{path}: attribute {where}@{name} is not a text of at most "
-                               f"{MAX_TEXT_BYTES} characters")
+                               f"{MAX_TEXT_LENGTH} characters")
     return value
 
 
@@ -629,8 +629,8 @@ def _read_checked(f, expected, path):
 def _undeclared_hint(f, extra):
     """For datasets of a layer type that declares no parameter shapes (a
     layer of your own): how to make it loadable."""
-    try:
-        specs = json.loads(f.attrs["architecture"])["layers"]
+    try:        # the architecture was checked already; anything odd: no hint
+        specs = _json_attr(f, "architecture", "", finite=True)["layers"]
         kinds = {spec["name"]: spec["type"] for spec in specs}
     except (KeyError, TypeError, ValueError):
         return ""

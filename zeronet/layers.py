@@ -93,7 +93,8 @@ class Layer:
         """``{name: shape}`` of the parameters that ``cls(**args)`` would
         create, without creating them: :func:`zeronet.io.load` compares a
         file's claims with its datasets before allocating anything. ``args``
-        holds every constructor argument (defaults filled in)."""
+        holds every constructor argument (defaults filled in). A layer with
+        parameters must say them here, or files that hold it do not load."""
         return {}
 
     def generators(self):
@@ -200,8 +201,9 @@ class DigitInput(Layer):
     """
 
     def __init__(self, side=32, background=-0.1, ink=1.175, dtype="float32"):
-        # A side beyond 2**16 would only make predict allocate terabytes.
-        self.side = count(side, "side", 1, 2**16)
+        # Digits are 28x28; a side of millions would only make predict
+        # allocate terabytes.
+        self.side = count(side, "side", 1, 1024)
         self.background, self.ink = float(background), float(ink)
         self.dtype = float_dtype(dtype)
 
