@@ -268,6 +268,10 @@ def make_layer(rng, kind):
         return layers.Dropout(float(rng.random() * 0.9), rng=rng), (n, c, h), None
     if kind == "DigitInput":
         return layers.DigitInput(hostile_size(rng, 4, 8)), (n, h, w), None
+    if kind == "ImageInput":
+        mean = rng.uniform(0, 255, (c, h, w)) if rng.random() < 0.9 else [[float("nan")]]
+        return layers.LAYERS[kind](mean, hostile_size(rng, 1, min(h, w)),
+                                   dtype=dtype), (n, c, h, w), None
     return layers.LAYERS[kind](), (n, c, h, w)[:int(rng.integers(2, 5))], None
 
 
@@ -284,7 +288,7 @@ def fuzz_layer(rng, kind, counts):
         kind_, result = outcome(lambda: layer.backward(np.zeros(shape)))
         if kind_ == "error":
             check_error(result, f"{kind}.backward before forward")
-    if kind == "DigitInput":
+    if kind in INPUT_LAYERS:
         x = rng.integers(0, 256, shape).astype(np.uint8)
     else:
         x = hostile_array(rng, shape, float_only=rng.random() < 0.5)
@@ -295,7 +299,7 @@ def fuzz_layer(rng, kind, counts):
         check_error(y, f"{kind}.forward")
         counts[kind, "refused input"] += 1
         return
-    if kind == "DigitInput":
+    if kind in INPUT_LAYERS:       # uint8 in; nothing below them needs a gradient
         counts[kind, "ok"] += 1
         return
     check_forward(kind, layer, x, y)
@@ -343,6 +347,7 @@ def check_forward(kind, layer, x, y):
 
 
 LAYER_KINDS = sorted(layers.LAYERS)
+INPUT_LAYERS = ("DigitInput", "ImageInput")
 
 
 def run(seed, calls):

@@ -6,7 +6,6 @@ layer, and a set of hostile weights files that must each be refused with
 :class:`WeightsFileError`, never read another file, and never build
 anything before they are checked.
 """
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,8 @@ from zeronet import io, kernels, layers as L, models, reference
 from zeronet._validate import MAX_SIZE
 from zeronet.io import WeightsFileError
 from zeronet.network import Sequential
+from test_io import edit
+from test_reproduce import import_lenet
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -86,15 +87,6 @@ def tiny_file(tmp_path):
     return net, path
 
 
-def edit(path, change, reseal=True):
-    """Apply ``change(h5file)``; with ``reseal`` give the file a digest that
-    fits again, as anyone who edits a file on purpose can."""
-    with h5py.File(path, "r+") as f:
-        change(f)
-        if reseal:
-            f.attrs["digest"] = io._digest(f)
-
-
 def set_json(name, transform):
     """A change that rewrites the JSON attribute ``name`` through ``transform``."""
     def change(f):
@@ -132,11 +124,17 @@ def test_external_storage_is_refused_without_reading_the_other_file(tiny_file, t
     assert "SECRET" not in message
 
 
-def test_virtual_dataset_is_refused(tiny_file, tmp_path):
-    _, path = tiny_file
-    other = tmp_path / "other.h5"
+def other_file(folder):
+    """Another HDF5 file, with a dataset ``x`` that would fit ``fc/b``."""
+    other = folder / "other.h5"
     with h5py.File(other, "w") as f:
         f["x"] = np.ones(3, np.float32)
+    return other
+
+
+def test_virtual_dataset_is_refused(tiny_file, tmp_path):
+    _, path = tiny_file
+    other = other_file(tmp_path)
 
     def change(f):
         del f["fc/b"]
@@ -153,9 +151,7 @@ def test_virtual_dataset_is_refused(tiny_file, tmp_path):
 ], ids=["external", "soft"])
 def test_links_are_refused(tiny_file, tmp_path, link, match):
     _, path = tiny_file
-    other = tmp_path / "other.h5"
-    with h5py.File(other, "w") as f:
-        f["x"] = np.ones(3, np.float32)
+    other = other_file(tmp_path)
 
     def change(f):
         del f["fc/b"]
@@ -440,32 +436,19 @@ def test_load_executes_nothing_and_knows_only_its_layers():
 
 # ------------------------------------------------- digest and upgrading ----
 
-def independent_digest(path):
-    """The digest rule of zeronet.io's docstring, written again from it."""
-    with h5py.File(path, "r") as f:
-        paths = ["/"]
-        f.visititems_links(lambda name, link: paths.append("/" + name))
-        sha = hashlib.sha256()
-        for where in sorted(paths):
-            obj = f[where]
-            records = [(f"{where}@{k}", v.encode() if isinstance(v, str) else str(int(v)).encode())
-                       for k, v in sorted(obj.attrs.items()) if (where, k) != ("/", "digest")]
-            if isinstance(obj, h5py.Dataset):
-                a = obj[()].astype(obj.dtype.newbyteorder("<"))
-                records.append((f"{where}:{a.dtype.str}:{','.join(map(str, a.shape))}",
-                                a.tobytes()))
-            for name, data in records:
-                name = name.encode()
-                for part in (len(name).to_bytes(8, "little"), name,
-                             len(data).to_bytes(8, "little"), data):
-                    sha.update(part)
-        return f.attrs["digest"], "sha256:" + sha.hexdigest()
+def check_as_documented(path):
+    """Run the check of a digest that zeronet.io's docstring gives (with
+    h5py and hashlib alone, not zeronet) on ``path``."""
+    doc = io.__doc__
+    start = doc.index("with h5py and hashlib alone::") + len("with h5py and hashlib alone::")
+    block = re.match(r"\n\n((?:    .*\n|\n)+)", doc[start:])[1]
+    code = textwrap.dedent(block).replace('"lenet5.h5"', repr(str(path)))
+    exec(compile(code, "zeronet.io docstring", "exec"), {})     # asserts the digest
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_weights_carry_the_documented_digest(path):
-    stored, computed = independent_digest(path)
-    assert stored == computed
+    check_as_documented(path)
     net = zeronet.load(path)
     assert net.metadata["test_errors_count"] in (93, 69)
 
@@ -477,8 +460,7 @@ def test_checkpoint_digest_follows_the_documented_rule(tmp_path):
     path = tmp_path / "ck.h5"
     io.save_checkpoint(path, net, optimizers.Momentum(), None, epoch=2, rng=rng,
                        history=[{"epoch": 1, "loss": float("nan")}])
-    stored, computed = independent_digest(path)
-    assert stored == computed
+    check_as_documented(path)
     edit(path, lambda f: f[io.CHECKPOINT].attrs.__setitem__("epoch", 3), reseal=False)
     assert_refused(path, "does not match its digest")
 
@@ -548,7 +530,9 @@ LAYER_EXAMPLES = {
     "Subsampling": {"channels": 5}, "Affine": {"in_features": 7, "out_features": 3},
     "RBF": {"codes": np.ones((3, 4)).tolist()}, "Flatten": {}, "ReLU": {}, "Sigmoid": {},
     "Tanh": {}, "ScaledTanh": {}, "LRN": {}, "Dropout": {},
+    "ImageInput": {"mean": np.full((3, 8, 8), 120.0).tolist(), "crop": 6},
 }
+INPUT_LAYERS = {"DigitInput": (0, 28, 28), "ImageInput": (0, 3, 8, 8)}     # uint8 in, no dx
 
 
 @pytest.mark.parametrize("kind", sorted(L.LAYERS))
@@ -778,16 +762,16 @@ def test_8_backward_before_forward_says_so():
 @pytest.mark.parametrize("input_grad", [True, False])
 def test_9_an_empty_batch_goes_through_every_layer(kind, input_grad):
     config = dict(LAYER_EXAMPLES[kind])
-    shape = {"DigitInput": (0, 28, 28), "Convolution": (0, 4, 5, 6), "Affine": (0, 7),
-             "RBF": (0, 4), "Subsampling": (0, 5, 4, 4)}.get(kind, (0, 3, 6, 6))
+    shape = {**INPUT_LAYERS, "Convolution": (0, 4, 5, 6), "Affine": (0, 7), "RBF": (0, 4),
+             "Subsampling": (0, 5, 4, 4)}.get(kind, (0, 3, 6, 6))
     layer = L.LAYERS[kind](**config)
     if hasattr(layer, "input_grad"):
         layer.input_grad = input_grad
-    x = np.zeros(shape, np.uint8 if kind == "DigitInput" else np.float32)
+    x = np.zeros(shape, np.uint8 if kind in INPUT_LAYERS else np.float32)
     y = layer.forward(x, train=True)
     assert y.shape[0] == 0
     dx = layer.backward(np.zeros_like(y))
-    if kind != "DigitInput" and (input_grad or not hasattr(layer, "input_grad")):
+    if kind not in INPUT_LAYERS and (input_grad or not hasattr(layer, "input_grad")):
         assert dx.shape == x.shape
 
 
@@ -838,23 +822,13 @@ def test_10_messages_are_zeronets_own(call, error, match):
 
 # --------------------------------------------------------- 11. the CLI ----
 
-def import_lenet():
-    sys.path.insert(0, str(REPO / "reproduce"))
-    try:
-        import common
-        import lenet
-    finally:
-        sys.path.remove(str(REPO / "reproduce"))
-    return common, lenet
-
-
 def run_cli(monkeypatch, capsys, *args):
     """``reproduce/lenet.py ARGS`` as its ``__main__`` block runs it; returns
     (exit status, stdout, stderr)."""
-    common, lenet = import_lenet()
+    lenet = import_lenet()
     monkeypatch.setattr(sys, "argv", ["lenet.py", *args])
     with pytest.raises(SystemExit) as info:
-        common.run_main(lenet.main)
+        lenet.common.run_main(lenet.main)
         raise SystemExit(0)
     out, err = capsys.readouterr()
     code = info.value.code
