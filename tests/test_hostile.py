@@ -811,10 +811,13 @@ def test_9_an_empty_batch_through_lenet5():
     (lambda: L.DigitInput(side=10**9), ValueError, "side must be between 1 and 1024"),
     (lambda: L.Convolution(1, 2, 3, dtype="int32"), TypeError, "dtype must be float32"),
     (lambda: L.Affine(2**31 - 1, 2**31 - 1), ValueError, "W would hold"),
+    (lambda: kernels.set_num_threads(2**63), ValueError, "number of threads must be between"),
+    (lambda: kernels.set_num_threads(2.0), TypeError, "number of threads must be an int"),
+    (lambda: kernels.set_blas_threads(2**70), ValueError, "BLAS threads must be between"),
 ], ids=["conv-zero-maps", "affine-zero", "kernel-zero-maps", "x_shape-text", "x_shape-float",
         "pool-x_shape-text", "kernel-2**63", "stride-2**64", "pad-uint64", "output-too-wide",
         "x_shape-huge", "padded-huge", "layer-stride-2**70", "digit-side", "int-dtype",
-        "affine-huge"])
+        "affine-huge", "threads-2**63", "threads-float", "blas-threads-2**70"])
 def test_10_messages_are_zeronets_own(call, error, match):
     with pytest.raises(error, match=match):
         call()

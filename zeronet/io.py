@@ -46,7 +46,8 @@ a file with h5py and hashlib alone::
         sha = hashlib.sha256()
         for path in sorted(paths):
             obj = f[path]
-            records = [(f"{path}@{k}", v.encode() if isinstance(v, str) else str(int(v)).encode())
+            records = [(f"{path}@{k}",
+                        v.encode() if isinstance(v, str) else str(int(v)).encode())
                        for k, v in sorted(obj.attrs.items()) if (path, k) != ("/", "digest")]
             if isinstance(obj, h5py.Dataset):
                 a = obj[()].astype(obj.dtype.newbyteorder("<"))
@@ -71,8 +72,8 @@ or anything is allocated for it, :func:`load` checks, in this order, and
 raises :class:`WeightsFileError` saying what is wrong:
 
 1. the path is a regular file (a named pipe, a device or a folder is
-   refused, and opening never waits), opened once and read through that one
-   handle;
+   refused, and opening never waits); it is opened once, and everything is
+   read from that very file, never from the path again;
 2. it is HDF5 with ``format = "zeronet-weights"`` and ``format_version = 2``;
 3. its structure: every link a plain (hard) link, so no external or soft
    links; every dataset stored inside the file, contiguous or chunked, with
@@ -124,12 +125,13 @@ FORMAT_VERSION = 2      # 1: before the digest (read only by upgrade)
 CHECKPOINT = "_checkpoint"
 DIGEST = "digest"
 
-# What a file may ask for. Far above any network zeronet is for (AlexNet
-# has 61 M parameters), far below what would exhaust a machine.
+# What a file may ask for: far above any network zeronet is for (AlexNet
+# has 61 M parameters). A file must also hold every parameter it declares,
+# so a load never takes more than a few times the file's own size.
 MAX_PARAMETERS = 2**30          # values in all parameters together (4 GiB of float32)
 MAX_LAYERS = 1000
 MAX_TEXT_LENGTH = 64 << 20      # characters of one attribute's text
-MAX_JSON_DEPTH = 64             # LeNet-5's architecture is 5 deep, its metadata 3
+MAX_JSON_DEPTH = 64             # LeNet-5's architecture is 6 deep, its metadata 3
 MAX_DATASET_DIMS = 8
 # Constructor arguments a file may not set: they only shape the random
 # initialisation, which loading overwrites, and a Generator is not JSON.

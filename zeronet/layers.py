@@ -201,8 +201,8 @@ class DigitInput(Layer):
     """
 
     def __init__(self, side=32, background=-0.1, ink=1.175, dtype="float32"):
-        # Digits are 28x28; a side of millions would only make predict
-        # allocate terabytes.
+        # Digits are 28x28: a side beyond 1024 is a mistake (predict would
+        # allocate side**2 values per digit).
         self.side = count(side, "side", 1, 1024)
         self.background, self.ink = float(background), float(ink)
         self.dtype = float_dtype(dtype)
