@@ -509,7 +509,9 @@ def _chunk_plan(x, oc, kh, kw, oh, ow):
                          f"rows, {k} columns and {oc} maps; at most {INT_MAX} each")
     chunks = -(-n // per_chunk)
     parts = max(1, min(DW_PARTS, chunks))
-    return per_chunk, chunks, parts, min(_num_threads, parts)
+    # An empty batch needs no thread's buffers (they hold an image or more,
+    # which with a huge pad could be gigabytes for nothing).
+    return per_chunk, chunks, parts, min(_num_threads, parts) if n else 0
 
 
 def _chunk_buffers(per_chunk, positions, work, dtype, threads, **widths):
