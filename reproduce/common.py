@@ -194,3 +194,33 @@ def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def run_main(main):
+    """Run a script's ``main()`` so that zeronet's documented errors end it
+    with one line on stderr and exit status 1, not a traceback: a weights
+    file refused by zeronet.io (``WeightsFileError``), a dataset missing or
+    damaged (``DatasetError``), a file that cannot be read or written
+    (``OSError``). Ctrl-C ends it with status 130. Any other exception is a
+    bug and keeps its traceback. ``--debug`` among the arguments (taken out
+    of ``sys.argv`` here) shows the traceback of the documented errors too.
+    """
+    from zeronet.datasets import DatasetError
+    from zeronet.io import WeightsFileError
+
+    debug = "--debug" in sys.argv[1:]
+    if debug:
+        sys.argv.remove("--debug")
+    prog = Path(sys.argv[0]).name
+    try:
+        main()
+    except (WeightsFileError, DatasetError, OSError) as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -21,6 +21,7 @@ import numpy as np
 
 import common  # beside this script, so on sys.path when it runs
 from zeronet import datasets, layers, models
+from zeronet.io import WeightsFileError
 from zeronet.optimizers import SDLM, Adam, Momentum, PiecewiseConstant
 from zeronet.trainer import Trainer
 
@@ -454,13 +455,38 @@ def codes_name(codes):
     return "hadamard" if np.array_equal(codes, models.hadamard_codes(len(codes))) else "bitmaps"
 
 
+NUMBER = (int, float)
+# The metadata fields that the report reads from a weights file, and what
+# each must be: a type, or one of a dict's keys. Only the first three must
+# be there.
+REPORTED_METADATA = {"parameters": int, "epochs": int, "seconds_per_epoch": NUMBER,
+                     "test_error": NUMBER, "base_lr": NUMBER, "batch_size": int,
+                     "momentum": NUMBER, "running_curvature": NUMBER,
+                     "rubbish_penalty": NUMBER, "optimizer": OPTIMIZER_DEPARTURE,
+                     "codes": CODES_TEXT}
+
+
+def check_reported_metadata(meta, path):
+    """Refuse weights whose metadata the report could not use."""
+    for key, allowed in REPORTED_METADATA.items():
+        value = meta.get(key)
+        if value is None and key not in ("parameters", "epochs", "seconds_per_epoch"):
+            continue
+        ok = (isinstance(value, str) and value in allowed if isinstance(allowed, dict)
+              else isinstance(value, allowed))
+        if not ok or isinstance(value, bool):
+            raise WeightsFileError(f"{path}: metadata field {key!r} is {value!r}, which a "
+                                   f"LeNet report cannot use")
+
+
 def evaluate_weights(args):
     """Inference only: load HDF5 weights and measure their test error."""
     network = zeronet.load(args.weights)
     meta = network.metadata
     name = meta.get("model")
-    if name not in ROWS:
+    if not isinstance(name, str) or name not in ROWS:
         sys.exit(f"{args.weights}: metadata names no LeNet row (model={name!r})")
+    check_reported_metadata(meta, args.weights)
     # The test set alone: a newcomer without MNIST downloads two small files.
     data = datasets.load_mnist(args.data_dir, progress=not args.no_progress, parts=("test",))
     x = data.x_test    # raw uint8 digits: the network's DigitInput prepares them
@@ -548,4 +574,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)
