@@ -18,8 +18,8 @@ def read(path):
     """``{"layers": [(type, config, {param: array}), ...], "loss": ...,
     "metadata": ...}`` from a weights file."""
     with h5py.File(path, "r") as f:
-        if f.attrs["format"] != "zeronet-weights" or f.attrs["format_version"] != 1:
-            raise ValueError(f"{path}: not a version 1 zeronet weights file")
+        if f.attrs["format"] != "zeronet-weights" or f.attrs["format_version"] != 2:
+            raise ValueError(f"{path}: not a version 2 zeronet weights file")
         architecture = json.loads(f.attrs["architecture"])
         layers = []
         for spec in architecture["layers"]:

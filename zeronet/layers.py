@@ -262,7 +262,7 @@ class ImageInput(Layer):
     """
 
     def __init__(self, mean, crop, scale=1.0, dtype="float32"):
-        self.dtype = np.dtype(dtype)
+        self.dtype = float_dtype(dtype)
         self.mean = np.array(mean, dtype=self.dtype)
         if self.mean.ndim != 3:
             raise ValueError(f"ImageInput's mean image must be (C, H, W), got {self.mean.shape}")
