@@ -379,7 +379,7 @@ def load_weights(path, models):
     ``models``; exits with a one-line message otherwise."""
     network = zeronet.load(path)
     name = network.metadata.get("model") if isinstance(network.metadata, dict) else None
-    if name not in models:
+    if not isinstance(name, str) or name not in models:
         sys.exit(f"{path}: its metadata names no model of this script (model={name!r}; "
                  f"expected one of {', '.join(models)})")
     return network, name
@@ -450,3 +450,33 @@ def write_report(run_dir, args, results, *, title, paper, table, departures, not
                                          "environment": env, "quick": bool(args.quick)})
     print("\n" + table + "\n")
     print(f"report: {run_dir / 'report.md'}")
+
+
+def run_main(main):
+    """Run a script's ``main()`` so that zeronet's documented errors end it
+    with one line on stderr and exit status 1, not a traceback: a weights
+    file refused by zeronet.io (``WeightsFileError``), a dataset missing or
+    damaged (``DatasetError``), a file that cannot be read or written
+    (``OSError``). Ctrl-C ends it with status 130. Any other exception is a
+    bug and keeps its traceback. ``--debug`` among the arguments (taken out
+    of ``sys.argv`` here) shows the traceback of the documented errors too.
+    """
+    from zeronet.datasets import DatasetError
+    from zeronet.io import WeightsFileError
+
+    debug = "--debug" in sys.argv[1:]
+    if debug:
+        sys.argv.remove("--debug")
+    prog = Path(sys.argv[0]).name
+    try:
+        main()
+    except (WeightsFileError, DatasetError, OSError) as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -3,12 +3,11 @@ report and the flags.
 
 The runs need the real CIFAR-10: zeronet.datasets.load_cifar10 verifies the
 records' content against CIFAR-10's, so a made-up folder cannot stand in
-for it. They look for it where zeronet does ($ZERONET_DATA, else data/),
-are skipped without it and fail without it under CI.
+for it. They look for it where zeronet does (tests/conftest.py), are
+skipped without it and fail without it under CI; they are marked slow.
 """
 import importlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 import zeronet
-from zeronet import datasets
+from conftest import real_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "reproduce" / "alexnet.py"
@@ -29,14 +28,8 @@ sys.path.remove(str(SCRIPT.parent))
 
 
 def cifar_dir():
-    """The data folder holding the real CIFAR-10 (``cifar-10-batches-bin/``)."""
-    folder = datasets.resolve_data_dir()
-    if (folder / "cifar-10-batches-bin").is_dir():
-        return folder
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but there is no {folder}/cifar-10-batches-bin "
-                    "(set ZERONET_DATA)")
-    pytest.skip(f"no CIFAR-10 in {folder} (set ZERONET_DATA)")
+    """The data folder holding the real CIFAR-10."""
+    return real_data_dir("cifar-10-batches-bin")
 
 
 def run(*args, expect=0):
@@ -55,6 +48,7 @@ def quick_run(tmp_path_factory):
     return run_dir, proc.stdout
 
 
+@pytest.mark.slow
 def test_the_quick_run_trains_saves_and_reports(quick_run):
     run_dir, stdout = quick_run
     model_dir = run_dir / "alexnet"
@@ -92,6 +86,7 @@ def test_the_quick_run_trains_saves_and_reports(quick_run):
     assert "| this run |" in stdout and "39.0% / 37.5%" in stdout
 
 
+@pytest.mark.slow
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(quick_run, tmp_path):
     data = str(cifar_dir())
     run("--quick", "--epochs", "1", "--data-dir", data, "--out", str(tmp_path))
@@ -106,6 +101,7 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(quick_run, tm
     assert a.metadata["test_errors_ten"] == b.metadata["test_errors_ten"]
 
 
+@pytest.mark.slow
 def test_weights_reproduce_the_recorded_errors(quick_run, tmp_path):
     weights = quick_run[0] / "alexnet" / "alexnet.h5"
     proc = run("--weights", str(weights), "--quick", "--data-dir", str(cifar_dir()),

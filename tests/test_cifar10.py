@@ -19,7 +19,8 @@ from zeronet import datasets
 from zeronet.datasets import (DatasetError, RecordSet, download_cifar10, load_cifar10,
                               train_val_split)
 
-from test_datasets import assert_mentions, closed_port_url, real_data_dir
+from conftest import real_data_dir
+from test_datasets import assert_mentions, closed_port_url
 from test_datasets import server  # noqa: F401 - a fixture, used by name
 
 FOLDER = "cifar-10-batches-bin"

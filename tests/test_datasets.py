@@ -2,8 +2,8 @@
 
 No test touches the internet. Downloads are tested for real over HTTP, against
 a server on 127.0.0.1 that serves tiny synthetic IDX files; the checksum table
-is monkeypatched to those files' hashes. The one test on the real MNIST runs
-only where ../shared/data/mnist exists.
+is monkeypatched to those files' hashes. The one test on the real MNIST finds
+it as zeronet does (tests/conftest.py).
 """
 import gzip
 import hashlib
@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import real_data_dir
 from zeronet import datasets
 from zeronet.datasets import (Dataset, DatasetError, IdxFile, download_file, download_mnist,
                               load_mnist, read_idx, resolve_data_dir, train_val_split)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------- helpers
@@ -620,41 +620,24 @@ def test_download_gets_ordinary_permissions(tmp_path, server, umask):
 
 # ---------------------------------------------------------------- the real MNIST
 
-def real_data_dir(subfolder):
-    """The data folder whose ``subfolder`` holds a real dataset: $ZERONET_DATA,
-    else ../shared/data.
-
-    Without it the test is skipped, except in CI (CI set), where it fails: a
-    CI run must test the real files, not pass quietly without them.
-    """
-    env = os.environ.get("ZERONET_DATA")
-    if env and (Path(env) / subfolder).is_dir():
-        return Path(env)
-    if (SHARED_DATA / subfolder).is_dir():
-        return SHARED_DATA
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but no {subfolder} at $ZERONET_DATA/{subfolder} or "
-                    f"{SHARED_DATA / subfolder}")
-    pytest.skip(f"no local {subfolder} (set ZERONET_DATA, or put it at "
-                f"{SHARED_DATA / subfolder})")
-
-
-@pytest.mark.parametrize("subfolder", ["mnist", "cifar-10-batches-bin"])
-def test_real_data_dir_fails_in_ci_without_data(tmp_path, monkeypatch, subfolder):
+def test_real_data_is_found_where_zeronet_looks_and_fails_under_ci(tmp_path, monkeypatch):
     monkeypatch.setenv("ZERONET_DATA", str(tmp_path))
-    monkeypatch.setitem(globals(), "SHARED_DATA", tmp_path / "nowhere")
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception):
-        real_data_dir(subfolder)
+    with pytest.raises(pytest.skip.Exception, match="README"):
+        real_data_dir("mnist")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
-        real_data_dir(subfolder)
-    (tmp_path / subfolder).mkdir()
-    assert real_data_dir(subfolder) == tmp_path
+        real_data_dir("mnist")
+    (tmp_path / "mnist").mkdir()
+    assert real_data_dir("mnist") == tmp_path
+    # Without ZERONET_DATA: the repository's data/, as load_mnist's default.
+    monkeypatch.delenv("ZERONET_DATA")
+    with pytest.raises(pytest.fail.Exception, match=str(REPO_ROOT / "data" / "nowhere")):
+        real_data_dir("nowhere")
 
 
-def test_real_mnist():
-    mnist = load_mnist(real_data_dir("mnist"), download=False)
+def test_real_mnist(mnist_dir):
+    mnist = load_mnist(mnist_dir, download=False)
     assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_train.dtype == np.uint8
     assert mnist.y_train.shape == (60000,) and mnist.y_train.dtype == np.uint8
     assert mnist.x_test.shape == (10000, 28, 28) and mnist.x_test.dtype == np.uint8

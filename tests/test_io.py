@@ -126,9 +126,13 @@ def test_save_overwrites_an_existing_file(lenet_file, tmp_path):
 
 # ------------------------------------------------------------- bad files ----
 
-def edit(path, change):
+def edit(path, change, reseal=True):
+    """Apply ``change`` to the file; then, with ``reseal``, give it a digest
+    that fits again, as whoever edits a file on purpose can."""
     with h5py.File(path, "r+") as f:
         change(f)
+        if reseal:
+            f.attrs["digest"] = io._digest(f)
 
 
 def replace_dataset(name, data):
@@ -269,7 +273,7 @@ def drop_attr(name):
     (optimizers.Momentum, replace_dataset(f"{io.CHECKPOINT}/optimizer/v/fc1/W",
                                           np.zeros((5, 3))), "optimizer slot v/fc1/W"),
     (optimizers.Momentum, set_attr("schedule", "{}"), "schedule state"),
-    (optimizers.Momentum, set_attr("history", "[not json"), "damaged"),
+    (optimizers.Momentum, set_attr("history", "[not json"), "'history' is not valid JSON"),
     (optimizers.Momentum, drop_attr("epoch"), "damaged"),
 ], ids=["other_optimizer", "missing_generator", "extra_generator", "bad_generator_state",
         "bad_rng_state", "misshaped_slot", "bad_schedule", "bad_history", "no_epoch"])

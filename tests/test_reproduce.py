@@ -1,6 +1,5 @@
 """Smoke runs of the reproduction scripts (what CI runs of them)."""
 import json
-import os
 import re
 import subprocess
 import sys
@@ -10,24 +9,15 @@ import numpy as np
 import pytest
 
 import zeronet
+from conftest import real_data_dir
 from zeronet import models
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 
 def mnist_dir():
-    """The MNIST folder for these tests: $ZERONET_DATA, else ../shared/data."""
-    env = os.environ.get("ZERONET_DATA")
-    if env and (Path(env) / "mnist").exists():
-        return Path(env)
-    if SHARED_MNIST.exists():
-        return SHARED_MNIST.parent
-    if os.environ.get("CI"):
-        # In CI a skip would let the suite pass without running any script.
-        pytest.fail(f"CI is set but MNIST is missing (set ZERONET_DATA, or put it at "
-                    f"{SHARED_MNIST})")
-    pytest.skip("MNIST not available (set ZERONET_DATA)")
+    """The data folder holding the real MNIST, found as zeronet finds it."""
+    return real_data_dir("mnist")
 
 
 def import_lenet():
@@ -47,6 +37,7 @@ def run_lenet(*args):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_lenet_quick_trains_saves_reports_and_reloads(tmp_path):
     data = mnist_dir()
     out = run_lenet("--quick", "--data-dir", str(data), "--out", str(tmp_path))
@@ -83,12 +74,14 @@ def resume_after_one_pass(tmp_path, model, *flags):
         "results"][model]
 
 
+@pytest.mark.slow
 def test_lenet_resume_continues_from_checkpoint(tmp_path):
     out, result = resume_after_one_pass(tmp_path, "mlp300")
     assert "resumed from" in out
     assert result["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_a_lenet5_run_resumes_with_the_output_it_was_started_with(tmp_path):
     # softmax is not LeNet-5's default: resuming must not switch to RBF.
     out, result = resume_after_one_pass(tmp_path, "lenet5", "--output", "softmax")
@@ -96,6 +89,7 @@ def test_a_lenet5_run_resumes_with_the_output_it_was_started_with(tmp_path):
     assert result["epochs"] == 2 and result["output"] == "softmax"
 
 
+@pytest.mark.slow
 def test_lenet5_resumes_with_the_codes_it_was_started_with(tmp_path):
     out, result = resume_after_one_pass(tmp_path, "lenet5", "--codes", "bitmaps")
     assert "resumed from" in out
@@ -104,6 +98,7 @@ def test_lenet5_resumes_with_the_codes_it_was_started_with(tmp_path):
     assert np.array_equal(zeronet.load(weights).layers["output"].codes, models.digit_codes())
 
 
+@pytest.mark.slow
 def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
     out, result = resume_after_one_pass(tmp_path, "lenet5", "--optimizer", "sdlm", "--lr", "1e-4")
     assert "resumed from" in out
@@ -115,6 +110,7 @@ def test_lenet5_with_the_papers_optimizer_resumes_with_it(tmp_path):
     assert "running average with weight 0.02" in report       # lenet.SDLM_RUNNING
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_flag_that_contradicts_the_run(tmp_path):
     data = mnist_dir()
     run_lenet("--quick", "--model", "mlp300", "--epochs", "1", "--data-dir", str(data),
@@ -127,6 +123,7 @@ def test_resume_refuses_a_flag_that_contradicts_the_run(tmp_path):
     assert "--seed 3 contradicts the run's 0" in proc.stderr
 
 
+@pytest.mark.slow
 def test_lenet5_with_adam_resumes_with_it_and_says_so(tmp_path):
     out, result = resume_after_one_pass(tmp_path, "lenet5", "--optimizer", "adam")
     assert "resumed from" in out
@@ -152,6 +149,7 @@ def test_flags_of_the_other_optimizer_are_refused(tmp_path, flags, named):
     assert not list(tmp_path.iterdir())       # refused before any run folder
 
 
+@pytest.mark.slow
 def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
     data = mnist_dir()
     weights = REPO / "reproduce" / "weights" / "lenet5.h5"
@@ -172,7 +170,7 @@ def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
 
 @pytest.mark.parametrize("metadata, says", [
     ({"model": "alexnet"}, "names no model of this script"),
-    ({"model": "mlp300", "parameters": 10}, "not a record that reproduce/lenet.py writes"),
+    ({"model": "mlp300", "parameters": 10}, "which a LeNet report cannot use"),
 ])
 def test_lenet_refuses_weights_it_did_not_write_in_one_line(tmp_path, metadata, says):
     path = tmp_path / "other.h5"

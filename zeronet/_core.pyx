@@ -28,7 +28,7 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
                                float_array, output_array,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
-                               window_args)
+                               sizes_check, window_args)
 
 cdef extern from *:
     """
@@ -169,6 +169,7 @@ def im2col(x, kernel_size, stride=1, pad=0, out=None):
     n, c, h, w = shape4(x.shape, "x")
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     col = output_array(out, (n * oh * ow, c * kh * kw), x.dtype, "out", x)
     x = _padded(x, ph, pw)
     if x.dtype == np.float32:
@@ -241,6 +242,7 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
     (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     if col.shape != (n * oh * ow, c * kh * kw):
         raise ValueError(f"col must have shape {(n * oh * ow, c * kh * kw)} for x_shape "
                          f"{x_shape}, got {col.shape}")
@@ -507,7 +509,9 @@ def _chunk_plan(x, oc, kh, kw, oh, ow):
                          f"rows, {k} columns and {oc} maps; at most {INT_MAX} each")
     chunks = -(-n // per_chunk)
     parts = max(1, min(DW_PARTS, chunks))
-    return per_chunk, chunks, parts, min(_num_threads, parts)
+    # An empty batch needs no thread's buffers (they hold an image or more,
+    # which with a huge pad could be gigabytes for nothing).
+    return per_chunk, chunks, parts, min(_num_threads, parts) if n else 0
 
 
 def _chunk_buffers(per_chunk, positions, work, dtype, threads, **widths):
@@ -597,7 +601,9 @@ cdef inline Py_ssize_t _first_ow(Py_ssize_t kx, Py_ssize_t SW, Py_ssize_t PW,
                                  Py_ssize_t OW) noexcept nogil:
     """Smallest ow whose input column ow*SW - PW + kx is >= 0 (at most OW)."""
     cdef Py_ssize_t need = PW - kx
-    cdef Py_ssize_t lo = 0 if need <= 0 else (need + SW - 1) // SW
+    # ceil(need / SW) written so that no intermediate exceeds need: the
+    # usual (need + SW - 1) // SW overflowed for a stride near 2**63.
+    cdef Py_ssize_t lo = 0 if need <= 0 else (need - 1) // SW + 1
     return lo if lo < OW else OW
 
 
@@ -673,6 +679,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
     ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=ARGMAX_DTYPE)
     if x.dtype == np.float32:

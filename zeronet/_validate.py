@@ -4,31 +4,83 @@ Both implementations call these *before* touching any data, so a bad call
 raises the same clear ``TypeError``/``ValueError`` whichever path is in use,
 and the compiled loops only ever see arrays they can index safely.
 """
+import math
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 ARGMAX_DTYPE = np.dtype(np.int32)
 
+# Every length, kernel size, stride, pad, channel count and output length is
+# at most MAX_SIZE. The compiled core combines a few of them at a time in
+# 64-bit integers (``oh * SH - PH + ky``, ``need + SW - 1``), which then
+# cannot overflow; and no real array is that long along one axis.
+MAX_SIZE = 2**31 - 1
+# An array that zeronet creates from sizes alone (an ``x_shape``, the output
+# of a huge pad) holds at most this many values (16 GiB of float32): more is
+# a mistake, not a large batch (AlexNet's largest im2col matrix at batch 128
+# holds 140 M), and far larger counts would overflow NumPy's own size
+# arithmetic. Within the limit, a machine without the memory says MemoryError.
+MAX_VALUES = 2**32
 
-def pair(value, name, minimum):
-    """Return ``value`` as a pair of ints ``(a, b)``, each ``>= minimum``."""
-    if isinstance(value, (int, np.integer)):
+
+def is_int(value):
+    """True for a Python or NumPy integer (``bool`` is not one here)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def count(value, name, minimum=1, maximum=MAX_SIZE):
+    """Return ``value`` as an int in ``[minimum, maximum]``: a channel count,
+    a number of features, a size."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be between {minimum} and {maximum}, got {value!r}")
+    return int(value)
+
+
+def pair(value, name, minimum, maximum=MAX_SIZE):
+    """Return ``value`` as a pair of ints ``(a, b)``, each in ``[minimum, maximum]``."""
+    if is_int(value):
         value = (value, value)
+    if isinstance(value, (str, bytes)):      # "33" would unpack into two characters
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     try:
         a, b = value
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
     for v in (a, b):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+        if not is_int(v):
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
         if v < minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        if v > maximum:
+            raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
     return int(a), int(b)
+
+
+def values_check(shape, name):
+    """Check that an array of ``shape`` would hold at most MAX_VALUES values."""
+    size = math.prod(shape)
+    if size > MAX_VALUES:
+        raise ValueError(f"{name} would hold {size} values ({' x '.join(map(str, shape))}), "
+                         f"more than the {MAX_VALUES} zeronet allows")
 
 
 def window_args(kernel_size, stride, pad):
     """``((KH, KW), (SH, SW), (PH, PW))`` from ints or pairs, checked."""
     return pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1), pair(pad, "pad", 0)
+
+
+def float_dtype(dtype, name="dtype"):
+    """``dtype`` as a NumPy dtype, which must be float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        dt = None
+    if dt is None or dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}")
+    return dt
 
 
 def float_array(x, name, ndim):
@@ -48,6 +100,7 @@ def output_array(out, shape, dtype, name, reads):
     """Return ``out`` if given and usable as the result (an array of exactly
     ``shape`` and ``dtype``, C-contiguous, writeable, sharing no memory with
     the array ``reads`` that is read while it is written), else a new array."""
+    values_check(shape, name)
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
@@ -65,14 +118,21 @@ def output_array(out, shape, dtype, name, reads):
 
 def shape4(shape, name):
     """Check an ``(N, C, H, W)`` shape: 4 ints, an empty batch (N = 0)
-    allowed, C, H and W at least 1."""
+    allowed, C, H and W at least 1, each at most MAX_SIZE, MAX_VALUES in all."""
+    if isinstance(shape, (str, bytes)):      # "1234" would pass as four digits
+        raise TypeError(f"{name} must be a tuple (N, C, H, W), got {shape!r}")
     try:
-        dims = tuple(int(d) for d in shape)
+        dims = tuple(shape)
     except TypeError:
         raise TypeError(f"{name} must be a tuple (N, C, H, W), got {shape!r}") from None
-    if len(dims) != 4 or dims[0] < 0 or min(dims[1:]) < 1:
+    if not all(is_int(d) for d in dims):
+        raise TypeError(f"{name} must be a tuple of 4 ints (N, C, H, W), got {shape!r}")
+    if (len(dims) != 4 or dims[0] < 0 or min(dims[1:]) < 1
+            or max(dims) > MAX_SIZE):
         raise ValueError(f"{name} must be 4 ints (N, C, H, W) with N >= 0 and C, H, W >= 1, "
-                         f"got {shape!r}")
+                         f"each at most {MAX_SIZE}, got {shape!r}")
+    dims = tuple(int(d) for d in dims)
+    values_check(dims, name)
     return dims
 
 
@@ -82,7 +142,23 @@ def conv_output_size(size, kernel, stride, pad, axis):
     if span < 0:
         raise ValueError(
             f"kernel {axis} {kernel} is larger than the padded input {axis} {size + 2 * pad}")
-    return span // stride + 1
+    return output_length(span // stride + 1, axis)
+
+
+def sizes_check(n, c, h, w, ph, pw, oh, ow):
+    """What the kernels allocate for an input ``(N, C, H, W)`` padded by
+    ``(PH, PW)`` with an output ``OH x OW`` per map must fit MAX_VALUES: the
+    output ``(N, C, OH, OW)`` and the zero-padded input (one image of it at
+    least, which the compiled convolution pads even for an empty batch)."""
+    values_check((n, c, oh, ow), "the output")
+    values_check((max(n, 1), c, h + 2 * ph, w + 2 * pw), "the padded input")
+
+
+def output_length(length, axis):
+    """Check an output height or width against MAX_SIZE."""
+    if length > MAX_SIZE:
+        raise ValueError(f"output {axis} {length} is more than {MAX_SIZE} (pad too large?)")
+    return length
 
 
 def conv_args(x, W, b, stride, pad, groups, with_bias=True):
@@ -93,7 +169,9 @@ def conv_args(x, W, b, stride, pad, groups, with_bias=True):
     float_array(W, "W", 4)
     n, c, h, w = shape4(x.shape, "x")
     oc, cg, kh, kw = shape4(W.shape, "W")
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+    if oc < 1:
+        raise ValueError(f"W must have at least one output map (OC >= 1), got shape {W.shape}")
+    if not is_int(groups) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     if c % groups or oc % groups or cg != c // groups:
         raise ValueError(f"W of shape {W.shape} does not fit x of shape {x.shape} with "
@@ -109,6 +187,8 @@ def conv_args(x, W, b, stride, pad, groups, with_bias=True):
     (kh, kw), (sh, sw), (ph, pw) = window_args((kh, kw), stride, pad)
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
+    values_check((n, oc, oh, ow), "the output")
     return kh, kw, sh, sw, ph, pw, oh, ow
 
 
@@ -142,7 +222,7 @@ def pool_output_size(size, kernel, stride, pad, ceil_mode, axis):
         out = -(-span // stride) + 1
         if (out - 1) * stride >= size + pad:
             out -= 1
-    return out
+    return output_length(out, axis)
 
 
 def pool_grad_check(dout, argmax, x_shape, kh, kw, sh, sw, ph, pw):

@@ -17,6 +17,7 @@ import threading
 import warnings
 
 from zeronet import reference
+from zeronet._validate import count
 
 FORCED_NUMPY = os.environ.get("ZERONET_FORCE_NUMPY", "") not in ("", "0")
 
@@ -71,8 +72,13 @@ def get_num_threads():
     return _core.get_num_threads() if USING_CORE else 1
 
 
+# More threads than this would only make libgomp abort the interpreter.
+MAX_THREADS = 256
+
+
 def set_num_threads(n):
     """Set the kernels' thread count; results are identical for any count."""
+    n = count(n, "number of threads", 1, MAX_THREADS)
     if USING_CORE:
         _core.set_num_threads(n)
 
@@ -94,9 +100,7 @@ def set_blas_threads(n):
     differently with a different thread count.
     """
     from threadpoolctl import threadpool_limits
-    if n < 1:
-        raise ValueError(f"number of BLAS threads must be >= 1, got {n}")
-    threadpool_limits(limits=int(n), user_api="blas")
+    threadpool_limits(limits=count(n, "number of BLAS threads", 1, 1 << 16), user_api="blas")
 
 
 _blas_libraries = None

@@ -8,12 +8,14 @@ backward, and the optimizer updates their ``data`` in place.
 
 Shape letters: ``N, C, H, W`` input; ``OC, KH, KW`` weights; ``OH, OW`` output.
 """
+import math
 from types import MappingProxyType
 
 import numpy as np
 
 from zeronet import initializers, kernels
-from zeronet._validate import conv_output_size, pair
+from zeronet._validate import (FLOAT_DTYPES, conv_output_size, count, float_dtype, pair,
+                               sizes_check, values_check)
 
 
 class Parameter:
@@ -52,6 +54,7 @@ class Layer:
     can be rebuilt from its JSON description (see :mod:`zeronet.io`)."""
 
     params = MappingProxyType({})   # layers without parameters share this empty, read-only map
+    _dout_spec = None               # (shape, dtype) of the last forward's output: see _check_dout
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -85,6 +88,15 @@ class Layer:
         """Constructor arguments as JSON-friendly values."""
         return {}
 
+    @classmethod
+    def parameter_shapes(cls, args):
+        """``{name: shape}`` of the parameters that ``cls(**args)`` would
+        create, without creating them: :func:`zeronet.io.load` compares a
+        file's claims with its datasets before allocating anything. ``args``
+        holds every constructor argument (defaults filled in). A layer with
+        parameters must say them here, or files that hold it do not load."""
+        return {}
+
     def generators(self):
         """Random generators the layer draws from during training (Dropout)."""
         return {}
@@ -95,10 +107,49 @@ class Layer:
 
 
 def _check_dtype(x, dtype, layer):
+    _check_array(x, layer)
     # float64 into a float32 layer would silently upcast everything after it.
     if x.dtype != dtype:
         raise TypeError(f"{type(layer).__name__} holds {np.dtype(dtype)} parameters but got "
                         f"{x.dtype} input; cast one of them (x.astype(...))")
+
+
+def _expect_dout(layer, x, y_shape=None):
+    """Forward's note for backward: ``x`` must be a batch of float32 or
+    float64 values, and the ``dout`` that backward gets must then have the
+    output's shape ``y_shape`` (default: x's own) and x's dtype (checked by
+    :func:`_check_dout`)."""
+    _check_array(x, layer)
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{type(layer).__name__} expects float32 or float64 input, "
+                        f"got {x.dtype}")
+    layer._dout_spec = (tuple(x.shape if y_shape is None else y_shape), x.dtype)
+
+
+def _check_array(x, layer):
+    if not isinstance(x, np.ndarray) or x.ndim == 0:
+        got = "a 0-d array" if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(f"{type(layer).__name__} expects a batch as a numpy.ndarray "
+                        f"(N, ...), got {got}")
+
+
+def _check_dout(layer, dout):
+    """Backward's first step: ``dout`` must have the shape and dtype of the
+    output of the last forward. (NumPy would broadcast a wrong shape into a
+    wrong gradient, or upcast a wrong dtype through every layer below.)"""
+    name = type(layer).__name__
+    if layer._dout_spec is None:
+        raise RuntimeError(f"{name}.backward was called before {name}.forward")
+    shape, dtype = layer._dout_spec
+    if not isinstance(dout, np.ndarray):
+        raise TypeError(f"{name}.backward expects dout as a numpy.ndarray, "
+                        f"got {type(dout).__name__}")
+    if dout.dtype != dtype:
+        raise TypeError(f"{name}.backward expects dout of {dtype} like its output, "
+                        f"got {dout.dtype}")
+    if dout.shape != shape:
+        raise ValueError(f"{name}.backward expects dout of shape {shape} like its output, "
+                         f"got {dout.shape}")
 
 
 def _generator(rng):
@@ -128,6 +179,7 @@ def _zero_one_curvature(layer, d2out):
 
 
 def _check_ndim(x, ndim, layer, what="(N, C, H, W)"):
+    _check_array(x, layer)
     if x.ndim != ndim:
         raise ValueError(f"{type(layer).__name__} expects input of shape {what}, got {x.shape}")
 
@@ -149,14 +201,18 @@ class DigitInput(Layer):
     """
 
     def __init__(self, side=32, background=-0.1, ink=1.175, dtype="float32"):
-        self.side, self.background, self.ink = int(side), float(background), float(ink)
-        self.dtype = np.dtype(dtype)
+        # Digits are 28x28: a side beyond 1024 is a mistake (predict would
+        # allocate side**2 values per digit).
+        self.side = count(side, "side", 1, 1024)
+        self.background, self.ink = float(background), float(ink)
+        self.dtype = float_dtype(dtype)
 
     def config(self):
         return {"side": self.side, "background": self.background, "ink": self.ink,
                 "dtype": self.dtype.name}
 
     def forward(self, x, *, train=False):
+        _check_array(x, self)
         if x.dtype != np.uint8:
             if x.shape[1:] != (1, self.side, self.side):
                 raise ValueError(f"DigitInput expects uint8 digits (N, H, W) or prepared input "
@@ -206,7 +262,7 @@ class ImageInput(Layer):
     """
 
     def __init__(self, mean, crop, scale=1.0, dtype="float32"):
-        self.dtype = np.dtype(dtype)
+        self.dtype = float_dtype(dtype)
         self.mean = np.array(mean, dtype=self.dtype)
         if self.mean.ndim != 3:
             raise ValueError(f"ImageInput's mean image must be (C, H, W), got {self.mean.shape}")
@@ -298,16 +354,18 @@ class Convolution(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, pad=0,
                  groups=1, table=None, dtype="float32", rng=None,
                  weight_init="He", bias_init=0.0):
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels = count(in_channels, "in_channels")
+        self.out_channels = count(out_channels, "out_channels")
         self.kernel_size = pair(kernel_size, "kernel_size", 1)
         self.stride, self.pad = pair(stride, "stride", 1), pair(pad, "pad", 0)
-        self.groups = int(groups)
-        if self.groups < 1 or in_channels % groups or out_channels % groups:
+        self.groups = count(groups, "groups")
+        if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
-        self.dtype = np.dtype(dtype)
+        self.dtype = float_dtype(dtype)
         kh, kw = self.kernel_size
         shape = (out_channels, in_channels // groups, kh, kw)
+        values_check(shape, "W")
         mask = None
         if table is not None:
             table = np.asarray(table, dtype=bool)
@@ -332,6 +390,15 @@ class Convolution(Layer):
                 "table": None if self.table is None else self.table.astype(int).tolist(),
                 "dtype": self.dtype.name}
 
+    @classmethod
+    def parameter_shapes(cls, args):
+        oc = count(args["out_channels"], "out_channels")
+        c = count(args["in_channels"], "in_channels")
+        groups = count(args["groups"], "groups")
+        if c % groups or oc % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={c} and out_channels={oc}")
+        return {"W": (oc, c // groups, *pair(args["kernel_size"], "kernel_size", 1)), "b": (oc,)}
+
     def forward(self, x, *, train=False):
         _check_ndim(x, 4, self)
         _check_dtype(x, self.dtype, self)
@@ -340,6 +407,7 @@ class Convolution(Layer):
         W, b = self.params["W"], self.params["b"]
         N, G, OC = x.shape[0], self.groups, self.out_channels
         OH, OW = self.output_hw(x.shape[2:])
+        _expect_dout(self, x, (N, OC, OH, OW))
         self.x_shape = x.shape
         w_data = W.data * W.mask if W.mask is not None else W.data
         self.col_W = w_data.reshape(G, OC // G, -1)     # (G, OC/G, C/G*KH*KW)
@@ -375,10 +443,12 @@ class Convolution(Layer):
         return y
 
     def backward(self, dout):
+        _check_dout(self, dout)
         W, b = self.params["W"], self.params["b"]
         return self._backprop(dout, self._saved(), self.col_W, W.grad, b.grad)
 
     def curvature_backward(self, d2out):
+        _check_dout(self, d2out)
         # y = col W^T + b is linear: the same pass with every factor squared.
         # (im2col only copies values, and pads with 0 = 0^2, so for the
         # chunked path the square of x's col is the col of x squared.)
@@ -414,9 +484,10 @@ class Convolution(Layer):
         # is 1.4-1.8x faster (batch 16 and 128), and it reads dout as it is,
         # with no transposed copy. At C3's 16 x 150 it is slower.
         per_image = (OC // G) * K < PER_IMAGE_DW_BELOW
-        if per_image:
-            dout_images = dout.reshape(N, OC, -1)                   # (N, OC, OH*OW)
-            col_images = col.reshape(N, -1, col.shape[1])           # (N, OH*OW, C*KH*KW)
+        if per_image:       # (sizes spelled out: -1 cannot be inferred for N = 0)
+            P = dout.shape[2] * dout.shape[3]
+            dout_images = dout.reshape(N, OC, P)                    # (N, OC, OH*OW)
+            col_images = col.reshape(N, P, col.shape[1])            # (N, OH*OW, C*KH*KW)
         if self.input_grad or not per_image:
             dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, OC)  # (N*OH*OW, OC), like col's rows
         dcol = self._work_array("dcol", col.shape) if self.input_grad else None
@@ -493,9 +564,11 @@ class MaxPooling(Layer):
         self.x_shape = x.shape
         out, self.arg_max = kernels.maxpool_forward(
             np.ascontiguousarray(x), self.kernel_size, self.stride, self.pad, self.ceil_mode)
+        _expect_dout(self, x, out.shape)
         return out
 
     def backward(self, dout):
+        _check_dout(self, dout)
         return kernels.maxpool_backward(np.ascontiguousarray(dout), self.arg_max, self.x_shape,
                                         self.kernel_size, self.stride, self.pad)
 
@@ -545,6 +618,7 @@ def _window_sums(x, kernel_size, stride, pad):
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, pad
     oh = conv_output_size(x.shape[2], kh, sh, ph, "height")
     ow = conv_output_size(x.shape[3], kw, sw, pw, "width")
+    sizes_check(*x.shape, ph, pw, oh, ow)
     img = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)]) if ph or pw else x
     return _sum_of_shifts(_sum_of_shifts(img, 3, kw, sw, ow), 2, kh, sh, oh)
 
@@ -578,9 +652,12 @@ class AvgPooling(Layer):
         _check_ndim(x, 4, self)
         self.x_shape = x.shape
         kk = self.kernel_size[0] * self.kernel_size[1]
-        return _window_sums(x, self.kernel_size, self.stride, self.pad) / x.dtype.type(kk)
+        y = _window_sums(x, self.kernel_size, self.stride, self.pad) / x.dtype.type(kk)
+        _expect_dout(self, x, y.shape)
+        return y
 
     def backward(self, dout):
+        _check_dout(self, dout)
         kk = self.kernel_size[0] * self.kernel_size[1]
         return _window_sums_backward(dout / dout.dtype.type(kk), self.x_shape,
                                      self.kernel_size, self.stride, self.pad)
@@ -603,9 +680,9 @@ class Subsampling(Layer):
 
     def __init__(self, channels, kernel_size=2, *, dtype="float32", rng=None,
                  weight_init="LeCunUniform"):
-        self.channels = int(channels)
+        self.channels = count(channels, "channels")
         self.kernel_size = pair(kernel_size, "kernel_size", 1)
-        self.dtype = np.dtype(dtype)
+        self.dtype = float_dtype(dtype)
         fan_in = self.kernel_size[0] * self.kernel_size[1]
         rng = _generator(rng)
         coeff = initializers.get(weight_init)((channels,), fan_in, 1, rng, self.dtype)
@@ -616,19 +693,29 @@ class Subsampling(Layer):
         return {"channels": self.channels, "kernel_size": list(self.kernel_size),
                 "dtype": self.dtype.name}
 
+    @classmethod
+    def parameter_shapes(cls, args):
+        channels = count(args["channels"], "channels")
+        return {"coeff": (channels,), "b": (channels,)}
+
     def forward(self, x, *, train=False):
         _check_ndim(x, 4, self)
         _check_dtype(x, self.dtype, self)
+        if x.shape[1] != self.channels:
+            raise ValueError(f"Subsampling expects {self.channels} channels, got {x.shape}")
         self.x_shape = x.shape
         self.window_sum = _window_sums(x, self.kernel_size, self.kernel_size, (0, 0))
+        _expect_dout(self, x, self.window_sum.shape)
         coeff, b = self.params["coeff"].data, self.params["b"].data
         return self.window_sum * coeff[:, None, None] + b[:, None, None]
 
     def backward(self, dout):
+        _check_dout(self, dout)
         coeff, b = self.params["coeff"], self.params["b"]
         return self._backprop(dout, self.window_sum, coeff.data, coeff.grad, b.grad)
 
     def curvature_backward(self, d2out):
+        _check_dout(self, d2out)
         # Linear in the window sums, the coefficients and the bias: the same
         # pass with every factor squared.
         return self._backprop(d2out, np.square(self.window_sum),
@@ -654,9 +741,11 @@ class Affine(Layer):
 
     def __init__(self, in_features, out_features, *, dtype="float32", rng=None,
                  weight_init="He", bias_init=0.0):
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        self.dtype = np.dtype(dtype)
+        self.in_features = count(in_features, "in_features")
+        self.out_features = count(out_features, "out_features")
+        self.dtype = float_dtype(dtype)
         rng = _generator(rng)
+        values_check((in_features, out_features), "W")
         W = initializers.get(weight_init)((in_features, out_features), in_features,
                                           out_features, rng, self.dtype)
         b = initializers.get(bias_init)((out_features,), in_features, out_features, rng, self.dtype)
@@ -666,20 +755,29 @@ class Affine(Layer):
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "dtype": self.dtype.name}
 
+    @classmethod
+    def parameter_shapes(cls, args):
+        shape = (count(args["in_features"], "in_features"),
+                 count(args["out_features"], "out_features"))
+        return {"W": shape, "b": shape[1:]}
+
     def forward(self, x, *, train=False):
         _check_dtype(x, self.dtype, self)
+        _expect_dout(self, x, (x.shape[0], self.out_features))
         self.x_shape = x.shape
-        self.x = x.reshape(x.shape[0], -1)
+        self.x = x.reshape(x.shape[0], math.prod(x.shape[1:]))     # -1 fails on an empty batch
         if self.x.shape[1] != self.in_features:
             raise ValueError(f"Affine expects {self.in_features} features per example, "
                              f"got input of shape {x.shape}")
         return self.x @ self.params["W"].data + self.params["b"].data
 
     def backward(self, dout):
+        _check_dout(self, dout)
         W, b = self.params["W"], self.params["b"]
         return self._backprop(dout, self.x, W.data, W.grad, b.grad)
 
     def curvature_backward(self, d2out):
+        _check_dout(self, d2out)
         # Linear: the same pass with x and W squared.
         return self._backprop(d2out, np.square(self.x), np.square(self.params["W"].data),
                               *_fresh_curvatures(self, "W", "b"))
@@ -708,7 +806,7 @@ class RBF(Layer):
     """
 
     def __init__(self, codes, *, dtype="float32"):
-        self.dtype = np.dtype(dtype)
+        self.dtype = float_dtype(dtype)
         self.codes = np.array(codes, dtype=self.dtype)
         if self.codes.ndim != 2:
             raise ValueError(f"RBF codes must have shape (K, D), got {self.codes.shape}")
@@ -726,6 +824,7 @@ class RBF(Layer):
         if x.shape[1] != self.codes.shape[1]:
             raise ValueError(f"RBF expects {self.codes.shape[1]} features per example, "
                              f"got input of shape {x.shape}")
+        _expect_dout(self, x, (x.shape[0], self.codes.shape[0]))
         self.x = x
         # -|x - w|^2 = 2 x.w - |x|^2 - |w|^2: one matrix product instead of
         # an (N, K, D) array of differences.
@@ -736,6 +835,7 @@ class RBF(Layer):
         return score
 
     def backward(self, dout):
+        _check_dout(self, dout)
         # d(-y_i)/dx = 2 (w_i - x), summed over the classes with weights dout.
         dx = dout @ self.codes
         dx -= self.x * dout.sum(axis=1, keepdims=True)
@@ -756,6 +856,7 @@ class RBF(Layer):
         and the Gauss-Newton of a sum of squares at the same time.
         Shapes: ``(N, K)`` -> ``(N, D)``.
         """
+        _check_dout(self, penalty_weights)
         weight = self.dtype.type(2) * penalty_weights.sum(axis=1, keepdims=True,
                                                           dtype=self.dtype)
         return np.broadcast_to(weight, self.x.shape).copy()
@@ -765,10 +866,12 @@ class Flatten(Layer):
     """``(N, C, H, W)`` -> ``(N, C*H*W)``. Saved: ``x_shape``."""
 
     def forward(self, x, *, train=False):
-        self.x_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        self.x_shape = np.shape(x)
+        _expect_dout(self, x, self.x_shape[:1] + (math.prod(self.x_shape[1:]),))
+        return x.reshape(self._dout_spec[0])     # not (N, -1): that fails on an empty batch
 
     def backward(self, dout):
+        _check_dout(self, dout)
         return dout.reshape(self.x_shape)
 
     curvature_backward = _zero_one_curvature
@@ -780,10 +883,12 @@ class ReLU(Layer):
     """``max(0, x)`` (book §5.5.1). Saved: ``mask`` (where x <= 0)."""
 
     def forward(self, x, *, train=False):
+        _expect_dout(self, x)
         self.mask = x <= 0
         return np.where(self.mask, x.dtype.type(0), x)
 
     def backward(self, dout):
+        _check_dout(self, dout)
         return np.where(self.mask, dout.dtype.type(0), dout)
 
     curvature_backward = _elementwise_curvature
@@ -793,12 +898,14 @@ class Sigmoid(Layer):
     """Logistic ``1 / (1 + exp(-x))`` (book §5.5.2). Saved: ``out``."""
 
     def forward(self, x, *, train=False):
+        _expect_dout(self, x)
         # exp of a large positive number overflows; this form never does.
         e = np.exp(-np.abs(x))
         self.out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
         return self.out
 
     def backward(self, dout):
+        _check_dout(self, dout)
         return dout * (1 - self.out) * self.out
 
     curvature_backward = _elementwise_curvature
@@ -808,10 +915,12 @@ class Tanh(Layer):
     """Hyperbolic tangent. Saved: ``out``."""
 
     def forward(self, x, *, train=False):
+        _expect_dout(self, x)
         self.out = np.tanh(x)
         return self.out
 
     def backward(self, dout):
+        _check_dout(self, dout)
         return dout * (1 - self.out * self.out)
 
     curvature_backward = _elementwise_curvature
@@ -826,6 +935,7 @@ class ScaledTanh(Layer):
     S = 2.0 / 3.0
 
     def forward(self, x, *, train=False):
+        _expect_dout(self, x)
         t = x.dtype.type
         # A tanh(S a) = A - 2A / (exp(2 S a) + 1): NumPy's float32 exp is
         # vectorised and its tanh is not (1.7x faster on LeNet's C1 maps).
@@ -844,6 +954,7 @@ class ScaledTanh(Layer):
         return out
 
     def backward(self, dout):
+        _check_dout(self, dout)
         # f'(a) = A S (1 - tanh(S a)^2) = A S - (S / A) f(a)^2.
         t = dout.dtype.type
         dx = np.square(self.out)
@@ -884,6 +995,7 @@ class LRN(Layer):
 
     def forward(self, x, *, train=False):
         _check_ndim(x, 4, self)
+        _expect_dout(self, x)
         t = x.dtype.type
         self.x = x
         self.scale = t(self.k) + t(self.alpha) * self._channel_window_sum(x * x)
@@ -891,6 +1003,7 @@ class LRN(Layer):
         return self.out
 
     def backward(self, dout):
+        _check_dout(self, dout)
         t = dout.dtype.type
         # i sits in j's window exactly when j sits in i's (the window is
         # symmetric), so the cross term is again a window sum.
@@ -920,6 +1033,7 @@ class Dropout(Layer):
         return {"rng": self.rng}
 
     def forward(self, x, *, train=False):
+        _expect_dout(self, x)
         if train:
             self.mask = self.rng.random(x.shape) >= self.ratio
             return x * self.mask
@@ -927,6 +1041,7 @@ class Dropout(Layer):
         return x * x.dtype.type(1 - self.ratio)
 
     def backward(self, dout):
+        _check_dout(self, dout)
         if self.mask is None:
             return dout * dout.dtype.type(1 - self.ratio)
         return dout * self.mask

@@ -26,6 +26,8 @@ class SoftmaxWithLoss:
         if score.ndim != 2:
             raise ValueError(f"{type(self).__name__} expects scores of shape (N, K), "
                              f"got {score.shape}")
+        if score.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: an empty batch (N = 0) has no mean loss")
         t = np.asarray(t)
         if t.ndim == 1 and not np.issubdtype(t.dtype, np.integer):
             raise ValueError(f"class-index labels must be integers, got {t.dtype}")

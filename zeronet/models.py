@@ -312,3 +312,42 @@ def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden
         net.append(("drop7", L.Dropout(dropout, rng=rng)))
     net.append(("fc8", L.Affine(hidden, num_classes, **weights(False), **kw)))
     return Sequential(net)
+
+
+def simple_convnet(rng, *, input_dim=(1, 28, 28), filter_num=30, filter_size=5, pad=0, stride=1,
+                   hidden_size=100, output_size=10, weight_init_std=0.01, dtype="float32"):
+    """The book's SimpleConvNet (ゼロから作る Deep Learning §7.5, ``ch07/simple_convnet.py``),
+    with the book's arguments and defaults.
+
+    conv1 (``filter_num`` @ ``filter_size`` x ``filter_size``) - relu1 -
+    pool1 (2x2 max, stride 2) - affine1 (``hidden_size``) - relu2 - affine2
+    (``output_size``), then softmax cross-entropy. Every weight is drawn
+    from N(0, ``weight_init_std``^2), every bias starts at 0, as in the book.
+
+    A grey square ``input_dim`` (MNIST's ``(1, 28, 28)``) gets a first layer
+    (:class:`~zeronet.layers.DigitInput`) that scales uint8 pixels to 0..1, as
+    the book's ``load_mnist(normalize=True)``; so the network takes MNIST's
+    uint8 digits ``(N, 28, 28)`` as they come, or float input already
+    scaled, ``(N, 1, 28, 28)``.
+
+    Shapes with the defaults: x ``(N, 1, 28, 28)`` -> conv1 ``(N, 30, 24, 24)``
+    -> pool1 ``(N, 30, 12, 12)`` -> affine1 ``(N, 100)`` -> affine2 scores
+    ``(N, 10)``. Parameters: conv1/W ``(30, 1, 5, 5)``, conv1/b ``(30,)``,
+    affine1/W ``(4320, 100)``, affine1/b ``(100,)``, affine2/W ``(100, 10)``,
+    affine2/b ``(10,)``: 433,890 in all (the book's W1, b1, W2, b2, W3, b3).
+    """
+    channels, height, width = input_dim
+    conv_h = (height + 2 * pad - filter_size) // stride + 1
+    conv_w = (width + 2 * pad - filter_size) // stride + 1
+    pooled = filter_num * (conv_h // 2) * (conv_w // 2)
+    kw = dict(dtype=dtype, rng=rng, weight_init={"type": "Gaussian", "std": weight_init_std})
+    first = ([("input", L.DigitInput(height, background=0.0, ink=1.0, dtype=dtype))]
+             if channels == 1 and height == width else [])
+    return Sequential(first + [
+        ("conv1", L.Convolution(channels, filter_num, filter_size, stride=stride, pad=pad, **kw)),
+        ("relu1", L.ReLU()),
+        ("pool1", L.MaxPooling(2, stride=2)),
+        ("affine1", L.Affine(pooled, hidden_size, **kw)),
+        ("relu2", L.ReLU()),
+        ("affine2", L.Affine(hidden_size, output_size, **kw)),
+    ])

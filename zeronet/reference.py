@@ -18,7 +18,7 @@ import numpy as np
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
                                float_array, output_array,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
-                               window_args)
+                               sizes_check, window_args)
 
 
 def im2col(x, kernel_size, stride=1, pad=0, out=None):
@@ -32,6 +32,7 @@ def im2col(x, kernel_size, stride=1, pad=0, out=None):
     n, c, h, w = shape4(x.shape, "x")
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     result = output_array(out, (n * oh * ow, c * kh * kw), x.dtype, "out", x)
     img = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)])
     col = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
@@ -55,6 +56,7 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
     (kh, kw), (sh, sw), (ph, pw) = window_args(kernel_size, stride, pad)
     oh = conv_output_size(h, kh, sh, ph, "height")
     ow = conv_output_size(w, kw, sw, pw, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     if col.shape != (n * oh * ow, c * kh * kw):
         raise ValueError(f"col must have shape {(n * oh * ow, c * kh * kw)} for x_shape "
                          f"{x_shape}, got {col.shape}")
@@ -131,6 +133,7 @@ def maxpool_forward(x, kernel_size, stride, pad=0, ceil_mode=False):
     pool_window_check(kh, kw)
     oh = pool_output_size(h, kh, sh, ph, ceil_mode, "height")
     ow = pool_output_size(w, kw, sw, pw, ceil_mode, "width")
+    sizes_check(n, c, h, w, ph, pw, oh, ow)
     # In ceil mode the last window may need more -inf beyond the usual pad.
     extra_h = max(0, (oh - 1) * sh + kh - (h + 2 * ph))
     extra_w = max(0, (ow - 1) * sw + kw - (w + 2 * pw))
