@@ -52,7 +52,9 @@ place; records found only in run folders are added to the JSON, so runs
 made on other machines are collected by copying their folders or records
 in) and resumes an interrupted one from its checkpoint. A record or a
 checkpoint made with other settings than the grid now asks for stops the
-grid with a message: it is never mixed in.
+grid with a message: it is never mixed in. Run one grid at a time per
+folder: two writing the same JSON at once could drop a record from it (the
+record stays in its run folder, and the next start collects it).
 """
 import json
 import math
@@ -935,8 +937,10 @@ def main(args, parser):
         print(f"[ablations] {len(plan)} run{'s' * (len(plan) != 1)} asked for, {done} already "
               f"recorded; runs in {runs_dir}, records in {grid.json_path}", flush=True)
         for arm, seed in plan:
+            trained = grid.trained
             grid.run_arm(arm, seed)
-            write_report(grid.records, budget, results_dir, command)
+            if grid.trained > trained:      # the table stays current while the grid runs
+                write_report(grid.records, budget, results_dir, command)
     path = write_report(grid.records, budget, results_dir, command)
     looks = sum(1 for r in grid.records.values() if r["kind"] == "arm" and not r["diverged"])
     print(f"[ablations] trained {grid.trained} run{'s' * (grid.trained != 1)} now; the test "

@@ -58,8 +58,8 @@ PLATEAU_PATIENCE = 2
 # this machine; models.alexnet_cifar's defaults). --width F scales them all.
 WIDTHS = (64, 192, 384, 256, 256)
 HIDDEN = 384
-# --width's bounds: below, a layer would keep too few kernels to mean
-# anything; above, the network would not fit in memory.
+# --width's bounds: below, every layer is at its 2 kernels anyway; above,
+# a run would take weeks on the machines this is written for.
 WIDTH_RANGE = (0.01, 4.0)
 # §4.1 trains on random 224x224 patches of the 256x256 images (7/8 of the
 # side) and their mirror images. cuda-convnet's CIFAR-10 nets, the ones
@@ -380,7 +380,7 @@ def width_text(s):
     """The --width factor, if the run has one."""
     # .get: weights saved before --width existed are at the default widths.
     factor = s.get("width", 1.0)
-    return "" if factor == 1.0 else f", --width {factor:g} of this script's default widths"
+    return "" if factor == 1.0 else f", this script's default widths times --width {factor:g}"
 
 
 def schedule_text(r):

@@ -128,6 +128,18 @@ def test_any_width_builds_every_arm(factor):
         assert alexnet.conv_widths(network)[-1] == widths[-1]
 
 
+def test_the_report_of_a_run_names_its_width_and_constant_rate():
+    settings = {**alexnet.PAPER_SETTINGS, "crop": 24, "schedule": "constant", "width": 0.25}
+    run = {"settings": settings, "widths": [16, 48, 96, 64, 64], "hidden": 96,
+           "parameters": 164_314, "epochs": 10, "training_images": 50_000,
+           "evaluated_on": "test set", "lr_boundaries": [], "pca": None}
+    text = " ".join(alexnet.departures(run).split())
+    assert "default widths times --width 0.25" in text
+    assert "stays constant (--schedule constant)" in text
+    assert "--width" not in " ".join(alexnet.departures({**run, "settings": {
+        **settings, "width": 1.0}}).split())
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "5", "nan"])
 def test_a_width_out_of_range_is_refused(value, capsys):
     with pytest.raises(SystemExit):
