@@ -53,14 +53,6 @@ EPOCHS = 16
 # 0.4 points by chance, so a single epoch without progress is weak evidence
 # that progress has stopped. PROVISIONAL, like LR_BOUNDARIES.
 PLATEAU_PATIENCE = 2
-# Kernels of conv1-conv5 and units of fc6 and fc7 at --width 1 (the
-# paper's 96, 256, 384, 384, 256 and 4096, scaled to CIFAR-10's images and
-# this machine; models.alexnet_cifar's defaults). --width F scales them all.
-WIDTHS = (64, 192, 384, 256, 256)
-HIDDEN = 384
-# --width's bounds: below, every layer is at its 2 kernels anyway; above,
-# a run would take weeks on the machines this is written for.
-WIDTH_RANGE = (0.01, 4.0)
 # §4.1 trains on random 224x224 patches of the 256x256 images (7/8 of the
 # side) and their mirror images. cuda-convnet's CIFAR-10 nets, the ones
 # behind the paper's CIFAR-10 numbers (§3.3, footnote 3), cut 24x24 of 32x32.
@@ -70,6 +62,14 @@ CROP = 24
 PCA_STD = 0.1
 # §4.2: dropout with probability 0.5 on the first two fully connected layers.
 DROPOUT = 0.5
+# Kernels of conv1-conv5 and units of fc6 and fc7 at --width 1 (the
+# paper's 96, 256, 384, 384, 256 and 4096, scaled to CIFAR-10's images and
+# this machine; models.alexnet_cifar's defaults). --width F scales them all.
+WIDTHS = (64, 192, 384, 256, 256)
+HIDDEN = 384
+# --width's bounds: below, every layer is at its 2 kernels anyway; above,
+# a run would take weeks on the machines this is written for.
+WIDTH_RANGE = (0.01, 4.0)
 # The nearest-neighbour figure's feature vectors are the outputs of the
 # last hidden layer (§6.1, Fig. 4): fc7 after its nonlinearity, the layer
 # models.alexnet_cifar names "relu7" (or "tanh7").
@@ -189,6 +189,19 @@ def build_parser():
     ap.add_argument("--width", type=width_factor, default=1.0, metavar="F",
                     help="scale every convolutional width and the hidden fully connected "
                          "width by F (conv widths rounded to even numbers)")
+    grid = ap.add_argument_group("ablations (the paper's claims, one mechanism at a time; "
+                                 "see reproduce/ablations.py)")
+    grid.add_argument("--ablations", action="store_true",
+                      help="run the grid of arms x seeds at the reduced budget, skipping the "
+                           "runs already finished, and write the table and figures")
+    grid.add_argument("--ablate", metavar="ARM", default=None,
+                      help="run only this arm with --seed (implies --ablations)")
+    grid.add_argument("--report-only", action="store_true",
+                      help="with --ablations: no training, rebuild the table and figures from "
+                           "the stored records")
+    grid.add_argument("--estimate", action="store_true",
+                      help="with --ablations: time a few training steps of every arm and "
+                           "print what a run and the grid would take")
     ap.add_argument("--crop", type=crop_size, default=CROP,
                     help="side of the random training patches and of the test views (§4.1)")
     ap.add_argument("--no-crops", action="store_true",
@@ -209,19 +222,6 @@ def build_parser():
     ap.add_argument("--init", choices=["paper", "he"], default="paper",
                     help="initial weights: N(0, 0.01) with biases 1 in conv2, conv4, conv5, fc6 "
                          "and fc7 (§5), or He-normal with biases 0")
-    grid = ap.add_argument_group("ablations (the paper's claims, one mechanism at a time; "
-                                 "see reproduce/ablations.py)")
-    grid.add_argument("--ablations", action="store_true",
-                      help="run the grid of arms x seeds at the reduced budget, skipping the "
-                           "runs already finished, and write the table and figures")
-    grid.add_argument("--ablate", metavar="ARM", default=None,
-                      help="run only this arm with --seed (implies --ablations)")
-    grid.add_argument("--report-only", action="store_true",
-                      help="with --ablations: no training, rebuild the table and figures from "
-                           "the stored records")
-    grid.add_argument("--estimate", action="store_true",
-                      help="with --ablations: time a few training steps of every arm and "
-                           "print what a run and the grid would take")
     return ap
 
 
