@@ -6,6 +6,7 @@ with deep convolutional neural networks", at CIFAR-10 scale, and compare.
     python reproduce/alexnet.py --weights reproduce/weights/alexnet.h5   # evaluate saved weights
     python reproduce/alexnet.py --quick        # seconds-long smoke run
     python reproduce/alexnet.py --no-lrn       # one of the paper's mechanisms off (see --help)
+    python reproduce/alexnet.py --ablations    # every mechanism's claim re-measured (ablations.py)
 
 Every report lists where this run departs from the paper (departures() below).
 """
@@ -73,6 +74,14 @@ CROP = 24
 PCA_STD = 0.1
 # §4.2: dropout with probability 0.5 on the first two fully connected layers.
 DROPOUT = 0.5
+# Kernels of conv1-conv5 and units of fc6 and fc7 at --width 1 (the
+# paper's 96, 256, 384, 384, 256 and 4096, scaled to CIFAR-10's images and
+# this machine; models.alexnet_cifar's defaults). --width F scales them all.
+WIDTHS = (64, 192, 384, 256, 256)
+HIDDEN = 384
+# --width's bounds: below, every layer is at its 2 kernels anyway; above,
+# a run would take weeks on the machines this is written for.
+WIDTH_RANGE = (0.01, 4.0)
 # The nearest-neighbour figure's feature vectors are the outputs of the
 # last hidden layer (§6.1, Fig. 4): fc7 after its nonlinearity, the layer
 # models.alexnet_cifar names "relu7" (or "tanh7").
@@ -158,6 +167,26 @@ def crop_size(text):
     return value
 
 
+def width_factor(text):
+    """argparse type: the --width factor, within WIDTH_RANGE."""
+    value = float(text)
+    low, high = WIDTH_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
+    return value
+
+
+def scaled_widths(factor):
+    """``(conv widths, hidden units)``: WIDTHS and HIDDEN times ``factor``.
+
+    Every convolutional width is rounded to an even number (at least 2), so
+    that two towers split every grouped layer evenly and one tower's half
+    widths (§3.2, footnote 2) are whole.
+    """
+    widths = tuple(max(2, 2 * round(factor * w / 2)) for w in WIDTHS)
+    return widths, max(2, round(factor * HIDDEN))
+
+
 def build_parser():
     ap = common.base_parser(__doc__.split("\n")[0] + " " + __doc__.split("\n")[1],
                             threads=THREADS, training_set="50,000")
@@ -167,10 +196,26 @@ def build_parser():
                     help="training images per update (§5)")
     ap.add_argument("--weight-decay", type=common.nonnegative_float, default=WEIGHT_DECAY,
                     help="L2 weight decay on the weights, not the biases (§5)")
-    ap.add_argument("--schedule", choices=["steps", "plateau"], default="steps",
+    ap.add_argument("--schedule", choices=["steps", "plateau", "constant"], default="steps",
                     help="the learning rate: divided by 10 at the fixed epochs LR_BOUNDARIES "
                          "(chosen on validation), or whenever the validation error stops "
-                         "improving (§5; needs --val)")
+                         "improving (§5; needs --val), or never (Fig. 1's comparison)")
+    ap.add_argument("--width", type=width_factor, default=1.0, metavar="F",
+                    help="scale every convolutional width and the hidden fully connected "
+                         "width by F (conv widths rounded to even numbers)")
+    grid = ap.add_argument_group("ablations (the paper's claims, one mechanism at a time; "
+                                 "see reproduce/ablations.py)")
+    grid.add_argument("--ablations", action="store_true",
+                      help="run the grid of arms x seeds at the reduced budget, skipping the "
+                           "runs already finished, and write the table and figures")
+    grid.add_argument("--ablate", metavar="ARM", default=None,
+                      help="run only this arm with --seed (implies --ablations)")
+    grid.add_argument("--report-only", action="store_true",
+                      help="with --ablations: no training, rebuild the table and figures from "
+                           "the stored records")
+    grid.add_argument("--estimate", action="store_true",
+                      help="with --ablations: time a few training steps of every arm and "
+                           "print what a run and the grid would take")
     ap.add_argument("--crop", type=crop_size, default=CROP,
                     help="side of the random training patches and of the test views (§4.1)")
     ap.add_argument("--no-crops", action="store_true",
@@ -197,8 +242,8 @@ def build_parser():
 
 def settings(args):
     """The run's architecture and training settings, named as PAPER_SETTINGS."""
-    return {"crop": args.crop, "crops": not args.no_crops, "pca": not args.no_pca,
-            "lrn": not args.no_lrn, "pool": args.pool, "towers": args.towers,
+    return {"width": args.width, "crop": args.crop, "crops": not args.no_crops,
+            "pca": not args.no_pca, "lrn": not args.no_lrn, "pool": args.pool, "towers": args.towers,
             "depth": args.depth, "dropout": args.dropout, "activation": args.activation,
             "init": args.init, "lr": args.lr, "batch_size": args.batch_size,
             "weight_decay": args.weight_decay, "schedule": args.schedule}
@@ -211,7 +256,9 @@ def resolved_epochs(args):
 
 def build_network(rng, mean, s):
     """The scaled AlexNet for the settings ``s`` (see :func:`settings`)."""
-    return models.alexnet_cifar(rng, mean, crop=s["crop"], towers=s["towers"], lrn=s["lrn"],
+    widths, hidden = scaled_widths(s["width"])
+    return models.alexnet_cifar(rng, mean, widths=widths, hidden=hidden, crop=s["crop"],
+                                towers=s["towers"], lrn=s["lrn"],
                                 pool=(s["pool"], 2), dropout=s["dropout"],
                                 activation=s["activation"], depth=s["depth"], init=s["init"],
                                 scale=INPUT_SCALE[s["init"]])
@@ -230,8 +277,15 @@ def view_errors(network, x, t):
     return fields, probs["ten"]
 
 
-def train_alexnet(args, data, classes, run_dir, resume):
-    """Train the scaled AlexNet; returns its result dict (also in the weights' metadata)."""
+def train_alexnet(args, data, classes, run_dir, resume, *, boundaries=LR_BOUNDARIES,
+                  eval_sets=None, figures=True):
+    """Train the scaled AlexNet; returns ``(result, history)``, the result
+    also in the weights' metadata.
+
+    ``boundaries``: the epochs where the "steps" schedule divides the rate
+    by 10; ``eval_sets`` (name -> (x, t)): sets to evaluate after every pass
+    besides the validation split; ``figures``: draw the paper's figures.
+    """
     x_train, y_train, x_eval, y_eval = data
     s = settings(args)
     rng = np.random.default_rng(args.seed)
@@ -243,15 +297,18 @@ def train_alexnet(args, data, classes, run_dir, resume):
     transform = augment.CifarAugment(network.layers["input"], crop=s["crops"], flip=s["crops"],
                                      pca=pca, std=PCA_STD)
     optimizer = Momentum(lr=args.lr, momentum=MOMENTUM, weight_decay=args.weight_decay)
-    schedule = common.lr_schedule(args.schedule, args.lr, LR_BOUNDARIES, LR_RATIOS,
-                                  PLATEAU_PATIENCE)
+    if args.schedule == "constant":
+        boundaries = []
+    schedule = common.lr_schedule("plateau" if args.schedule == "plateau" else "steps", args.lr,
+                                  boundaries, LR_RATIOS[:len(boundaries) + 1], PLATEAU_PATIENCE)
     model_dir = run_dir / MODEL
     # The final run looks at the test set once, at the end; a tuning run
     # follows its validation error every epoch (the plateau schedule needs it).
     history = common.train(MODEL, network, optimizer, schedule, x_train, y_train, args, model_dir,
                            rng=rng, epochs=resolved_epochs(args), resume=resume, label=LABEL,
-                           augment=transform, eval_sets={"val": (x_eval, y_eval)} if args.val
-                           else None)
+                           augment=transform,
+                           eval_sets={**({"val": (x_eval, y_eval)} if args.val else {}),
+                                      **(eval_sets or {})})
     began = time.perf_counter()
     errors, probs = view_errors(network, x_eval, y_eval)
     result = {**common.run_record(MODEL, LABEL, network, history, args, len(x_eval)), **errors,
@@ -260,12 +317,13 @@ def train_alexnet(args, data, classes, run_dir, resume):
               "hidden": network.layers["fc7"].params["W"].data.shape[1],
               "training_images": len(x_train), "augment": transform.config(),
               "pca": pca.config() if pca else None, "classes": list(classes),
-              **({"lr_boundaries": LR_BOUNDARIES} if args.schedule == "steps"
-                 else {"plateau_patience": PLATEAU_PATIENCE})}
+              **({"plateau_patience": PLATEAU_PATIENCE} if args.schedule == "plateau"
+                 else {"lr_boundaries": list(boundaries)})}
     common.save_model(network, model_dir, MODEL, result, history,
                       f"{LABEL}: error per pass through the training set")
-    make_figures(network, s, pca, probs, classes, data, model_dir, args.seed)
-    return result
+    if figures:
+        make_figures(network, s, pca, probs, classes, data, model_dir, args.seed)
+    return result, history
 
 
 def conv_widths(network):
@@ -312,7 +370,8 @@ def departures(r):
         f"The network is scaled to the images: conv1 5x5 with stride 1 (the paper: 11x11 with "
         f"stride 4), conv2 5x5, conv3-conv5 3x3, all padded to keep their size; kernels "
         f"{widths} (the paper: 96, 256, 384, 384, 256) and {r['hidden']} units in fc6 and fc7 "
-        f"(the paper: 4096): {r['parameters']:,} parameters (the paper: 60 million). "
+        f"(the paper: 4096){width_text(s)}: {r['parameters']:,} parameters (the paper: 60 "
+        f"million). "
         f"Pooling rounds up, as cuda-convnet's (24x24 patches give maps of 12, 6 and 3).",
         "The two towers (§3.2) are convolution groups on one CPU: conv2, conv4 and conv5 see "
         "only their own tower's maps, conv3 and the fully connected layers see both, as in "
@@ -333,8 +392,17 @@ def departures(r):
     return common.bullets(items)
 
 
+def width_text(s):
+    """The --width factor, if the run has one."""
+    # .get: weights saved before --width existed are at the default widths.
+    factor = s.get("width", 1.0)
+    return "" if factor == 1.0 else f", this script's default widths times --width {factor:g}"
+
+
 def schedule_text(r):
     """How the run's learning rate fell."""
+    if r["settings"]["schedule"] == "constant":
+        return "stays constant (--schedule constant), as for Fig. 1's comparison (§3.1)"
     if r["settings"]["schedule"] == "plateau":
         return (f"is divided by 10 whenever the validation error has not improved for "
                 f"{r['plateau_patience']} passes, as the paper's (§5)")
@@ -431,13 +499,17 @@ def evaluate_weights(args):
 
 # Settings an interrupted run keeps when resumed (see common.open_run).
 RUN_SETTINGS = ["quick", "val", "seed", "epochs", "threads", "lr", "batch_size", "weight_decay",
-                "schedule", "crop", "no_crops", "no_pca", "no_lrn", "pool", "towers", "depth",
-                "dropout", "activation", "init"]
+                "schedule", "width", "crop", "no_crops", "no_pca", "no_lrn", "pool", "towers",
+                "depth", "dropout", "activation", "init"]
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.ablations or args.ablate or args.report_only or args.estimate:
+        import ablations        # beside this script; it imports this one
+        ablations.main(args, parser)
+        return
     if args.schedule == "plateau" and not args.val:
         parser.error("--schedule plateau watches the validation error: give --val N too "
                      "(the test set must not choose the schedule)")
@@ -456,7 +528,7 @@ def main(argv=None):
     data = common.select_data(cifar, args, QUICK_SIZES)
     results = common.train_models([MODEL], run_dir, resume, resolved_epochs(args),
                                   lambda name: train_alexnet(args, data, cifar.classes, run_dir,
-                                                             resume))
+                                                             resume)[0])
     report(results[MODEL], run_dir, args)
 
 

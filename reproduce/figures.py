@@ -19,7 +19,11 @@ Krizhevsky et al. 2012:
 - :func:`pca_jitter`: one image under several draws of the PCA colour
   jitter, with the principal axes drawn (§4.1);
 - :func:`crops_and_flips`: random crops and mirror images of one image, and
-  its ten test views (§4.1).
+  its ten test views (§4.1);
+- :func:`training_error_curves`: training error against passes for two
+  kinds of net, solid and dashed, with a target level (the paper's Fig. 1);
+- :func:`ablation_summary`: the ablations' per-seed results, one row per
+  claim, with the paper's values marked.
 
 matplotlib is optional (``pip install zeronet[figures]``). Without it every
 function writes nothing and returns ``None``, so a reproduction run never
@@ -38,14 +42,14 @@ try:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
     HAVE_MATPLOTLIB = True
 except ImportError:         # matplotlib is an optional dependency
     HAVE_MATPLOTLIB = False
 
 __all__ = ["learning_curves", "misclassified", "filters", "colour_kernels", "colour_energy",
            "nearest_neighbours", "nearest_training_images", "pca_jitter", "crops_and_flips",
-           "HAVE_MATPLOTLIB"]
+           "training_error_curves", "ablation_summary", "HAVE_MATPLOTLIB"]
 
 DPI = 100
 
@@ -605,4 +609,124 @@ def crops_and_flips(image, rng, path, size=24, count=8, title="Crops and mirror 
         sub.imshow(_rgb(views[v]), interpolation="nearest")
         _image_axes(sub)
         sub.set_title(VIEW_NAMES[v].replace(", mirrored", "\nmirrored"), fontsize=6)
+    return _save(figure, path)
+
+
+# ------------------------------------------- Krizhevsky et al. 2012's claims ----
+
+def training_error_curves(groups, path, *, level=None, title="Training error"):
+    """Training error (%) against passes, one line style per group of runs.
+
+    Like the paper's Fig. 1: a net with ReLUs (solid line) and one with tanh
+    units (dashed) trained without regularisation, and the 25% training
+    error the paper times them to (a dotted line at ``level``). Every run of
+    a group is drawn, in the group's colour; the legend names the group once.
+
+    Parameters
+    ----------
+    groups : list of (label, linestyle, runs)
+        ``runs`` is a list of ``(epochs, errors)`` sequences of equal length,
+        errors as fractions (0.25 = 25%); ``linestyle`` a matplotlib style
+        such as ``"-"`` or ``"--"``.
+    path : str or Path
+    level : float, optional
+        A training error to mark, as a fraction.
+    title : str
+
+    Returns
+    -------
+    Path or None
+        ``path``; ``None`` if matplotlib is not installed or no group has a
+        run (nothing is written then).
+    """
+    if not HAVE_MATPLOTLIB or not any(runs for _, _, runs in groups):
+        return None
+    figure = _new_figure(6.4, 4.2)
+    ax = figure.add_subplot()
+    for g, (label, style, runs) in enumerate(groups):
+        for r, (epochs, errors) in enumerate(runs):
+            if len(epochs) != len(errors):
+                raise ValueError(f"{label}: {len(epochs)} epochs but {len(errors)} errors")
+            ax.plot(epochs, 100.0 * np.asarray(errors, dtype=np.float64), style,
+                    color=f"C{g}", linewidth=1.2, label=label if r == 0 else None)
+    if level is not None:
+        ax.axhline(100.0 * level, color="0.3", linestyle=":", linewidth=1)
+        ax.text(ax.get_xlim()[1], 100.0 * level, f" {100 * level:g}%", va="center",
+                fontsize=8, color="0.3")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epochs")
+    ax.set_ylabel("training error rate (%)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.4)
+    ax.legend()
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def ablation_summary(panels, path, title="Ablations"):
+    """Each claim a row, each seed a dot, the paper's value a diamond.
+
+    One panel per unit (e.g. differences in points of error, then ratios on
+    a log scale), stacked; in each, a vertical line at the value meaning "no
+    effect", the seeds' values as dots, their mean as a bar, and the
+    paper's value, when it gives one, as a red diamond.
+
+    Parameters
+    ----------
+    panels : list of dict
+        ``"xlabel"`` (str), ``"log"`` (bool: a log x axis, for ratios),
+        ``"reference"`` (float: no effect, 0 or 1) and ``"rows"``: a list of
+        ``(label, values, paper)``, ``values`` a list of floats (one per
+        seed, possibly empty: "not run yet"), ``paper`` a float or None.
+        Panels without rows are left out.
+    path : str or Path
+    title : str
+
+    Returns
+    -------
+    Path or None
+        ``path``, or ``None`` if matplotlib is not installed.
+    """
+    if not HAVE_MATPLOTLIB:
+        return None
+    panels = [p for p in panels if p["rows"]]
+    heights = [len(p["rows"]) + 1.2 for p in panels] or [1]
+    figure = _new_figure(9.0, 0.32 * sum(heights) + 1.2)
+    if not panels:
+        figure.text(0.5, 0.5, "no claims to show", ha="center", va="center")
+    grid = figure.add_gridspec(max(1, len(panels)), 1, height_ratios=heights)
+    for i, panel in enumerate(panels):
+        ax = figure.add_subplot(grid[i])
+        rows = panel["rows"]
+        for y, (label, values, paper) in enumerate(rows):
+            values = np.asarray(values, dtype=np.float64)
+            if panel["log"] and (values <= 0).any():
+                raise ValueError(f"{label}: a log axis needs positive values, got {values}")
+            ax.plot(values, np.full(len(values), y), "o", color="C0", alpha=0.7, markersize=5,
+                    label="one seed" if y == 0 else None)
+            if len(values):
+                mean = np.exp(np.log(values).mean()) if panel["log"] else values.mean()
+                ax.plot([mean], [y], "|", color="k", markersize=14, markeredgewidth=2,
+                        label="mean" if y == 0 else None)
+            if paper is not None:
+                ax.plot([paper], [y], "D", color="C3", markersize=6, label="the paper")
+        ax.axvline(panel["reference"], color="0.5", linewidth=1)
+        if panel["log"]:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([label + ("" if len(values) else "  (not run yet)")
+                            for label, values, _ in rows], fontsize=7)
+        ax.set_ylim(len(rows) - 0.5, -0.5)          # the first row on top
+        ax.set_xlabel(panel["xlabel"], fontsize=8)
+        ax.grid(True, axis="x", alpha=0.4)
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        if unique:
+            ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
     return _save(figure, path)

@@ -162,6 +162,35 @@ def test_crops_and_flips(tmp_path, size, count):
                                        size=size, count=count), path)
 
 
+def test_training_error_curves(tmp_path):
+    groups = [("ReLU", "-", [([1, 2, 3], [0.5, 0.3, 0.2]), ([1, 2, 3], [0.55, 0.3, 0.25])]),
+              ("tanh", "--", [([1, 2, 3], [0.7, 0.5, 0.4])])]
+    path = tmp_path / "fig1.png"
+    assert_png(figures.training_error_curves(groups, path, level=0.25, title="Fig. 1"), path)
+
+
+def test_training_error_curves_without_runs_write_nothing(tmp_path):
+    assert figures.training_error_curves([("ReLU", "-", [])], tmp_path / "x.png") is None
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="3 epochs but 2 errors"):
+        figures.training_error_curves([("ReLU", "-", [([1, 2, 3], [0.5, 0.3])])],
+                                      tmp_path / "y.png")
+
+
+def test_ablation_summary(tmp_path):
+    panels = [{"xlabel": "points", "log": False, "reference": 0.0,
+               "rows": [("no LRN - LRN", [1.2, 0.8, 1.5], 2.0), ("gap", [0.3], None),
+                        ("not run", [], 1.7)]},
+              {"xlabel": "ratio", "log": True, "reference": 1.0,
+               "rows": [("tanh / ReLU", [3.1, 2.5, 4.0], 6.0)]},
+              {"xlabel": "empty", "log": False, "reference": 0.0, "rows": []}]
+    path = tmp_path / "summary.png"
+    assert_png(figures.ablation_summary(panels, path, "claims"), path)
+    with pytest.raises(ValueError, match="log axis needs positive values"):
+        figures.ablation_summary([{**panels[1], "rows": [("bad", [0.0], None)]}],
+                                 tmp_path / "bad.png")
+
+
 def test_without_matplotlib_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "HAVE_MATPLOTLIB", False)
     assert figures.learning_curves([{"epoch": 1, "train_error": 0.1}], tmp_path / "a.png") is None
@@ -174,4 +203,6 @@ def test_without_matplotlib_nothing_is_written(tmp_path, monkeypatch):
                                       image[None], [[0]], tmp_path / "e.png") is None
     assert figures.pca_jitter(image, None, rng, tmp_path / "f.png") is None
     assert figures.crops_and_flips(image, rng, tmp_path / "g.png") is None
+    assert figures.training_error_curves([("a", "-", [([1], [0.5])])], tmp_path / "h.png") is None
+    assert figures.ablation_summary([], tmp_path / "i.png") is None
     assert list(tmp_path.iterdir()) == []
