@@ -21,12 +21,12 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, pow, sqrt, sqrtf
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
-                               float_array, output_array,
+                               float_array, lrn_args, lrn_grad_args, output_array,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
                                window_args)
 
@@ -729,4 +729,220 @@ def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
     if bad:
         raise ValueError(f"argmax values must lie in [0, {kh * kw}) for a {kh}x{kw} window "
                          f"({bad} do not)")
+    return dx
+
+
+# ------------------------------------------ local response normalisation ----
+#
+# y_c = x_c * s_c ** -beta,  s_c = k + alpha * (sum of x_j^2 over the n maps j
+# around c), as reference.lrn_forward. Each map's window is summed on its
+# own, in the reference's order: a NaN or a huge value in one map reaches
+# only the maps whose window holds it.
+
+# A thread normalises a block of positions (of the H*W in a map) across all
+# C maps at once, keeping a few rows of values per map: up to LRN_ROW_VALUES
+# positions times C maps, so that they stay in its cache, and whole maps
+# where they fit, so that it reads each map's block as one long run.
+LRN_ROW_VALUES = 1 << 16
+LRN_MIN_BLOCK = 64
+# An LRN does about n + 10 operations per value, square roots among them.
+cdef Py_ssize_t LRN_WORK_PER_VALUE = 16
+
+
+cdef inline floating _sqrt(floating v) noexcept nogil:
+    return sqrtf(v) if floating is float else sqrt(v)
+
+
+cdef inline void _window_squares(floating* acc, const floating* x, Py_ssize_t lo,
+                                 Py_ssize_t hi, Py_ssize_t plane, Py_ssize_t m) noexcept nogil:
+    """acc[p] = x[lo, p]^2 + ... + x[hi - 1, p]^2 for the first ``m``
+    positions p of maps ``plane`` values apart."""
+    cdef Py_ssize_t j, p
+    for p in range(m):
+        acc[p] = x[lo * plane + p] * x[lo * plane + p]
+    for j in range(lo + 1, hi):
+        for p in range(m):
+            acc[p] += x[j * plane + p] * x[j * plane + p]
+
+
+cdef inline void _window_sums(floating* acc, const floating* rows, Py_ssize_t lo,
+                              Py_ssize_t hi, Py_ssize_t stride, Py_ssize_t m) noexcept nogil:
+    """acc[p] = rows[lo, p] + ... + rows[hi - 1, p], rows ``stride`` apart."""
+    cdef Py_ssize_t j, p
+    for p in range(m):
+        acc[p] = rows[lo * stride + p]
+    for j in range(lo + 1, hi):
+        for p in range(m):
+            acc[p] += rows[j * stride + p]
+
+
+cdef inline void _power(floating* power, floating* inverse, const floating* acc, floating k,
+                        floating alpha, floating beta, Py_ssize_t m) noexcept nogil:
+    """power[p] = s ** -beta and inverse[p] = 1 / s, s = k + alpha * acc[p]."""
+    cdef Py_ssize_t p
+    cdef floating inv
+    if beta == 0.75:
+        # The paper's beta as s ** -3/4 = sqrt(1/s * sqrt(1/s)), which the
+        # compiler turns into vector instructions (a loop of pow calls it
+        # cannot).
+        for p in range(m):
+            inv = 1 / (k + alpha * acc[p])
+            inverse[p] = inv
+            power[p] = _sqrt(inv * _sqrt(inv))
+    else:
+        for p in range(m):
+            inverse[p] = 1 / (k + alpha * acc[p])
+            power[p] = pow(k + alpha * acc[p], -beta)
+
+
+cdef inline void _scale_row(floating* y, const floating* x, const floating* power,
+                            Py_ssize_t m) noexcept nogil:
+    """y[p] = x[p] * power[p]: one map's outputs."""
+    cdef Py_ssize_t p
+    for p in range(m):
+        y[p] = x[p] * power[p]
+
+
+cdef inline void _cross_terms(floating* cross, const floating* dout, const floating* x,
+                              const floating* power, const floating* inverse,
+                              Py_ssize_t m) noexcept nogil:
+    """cross[p] = dout[p] * x[p] * s[p] ** -beta / s[p]: one map's share of
+    the gradient of every map whose window holds it."""
+    cdef Py_ssize_t p
+    for p in range(m):
+        cross[p] = dout[p] * x[p] * power[p] * inverse[p]
+
+
+cdef inline void _lrn_grad_row(floating* dx, const floating* dout, const floating* x,
+                               const floating* power, const floating* cross_sum,
+                               floating two_alpha_beta, Py_ssize_t m) noexcept nogil:
+    """dx[p] = dout[p] * power[p] - 2 alpha beta x[p] * cross_sum[p]: one map's gradient."""
+    cdef Py_ssize_t p
+    for p in range(m):
+        dx[p] = dout[p] * power[p] - two_alpha_beta * x[p] * cross_sum[p]
+
+
+cdef inline Py_ssize_t _window_start(Py_ssize_t c, Py_ssize_t half) noexcept nogil:
+    return c - half if c >= half else 0
+
+
+cdef inline Py_ssize_t _window_end(Py_ssize_t c, Py_ssize_t half, Py_ssize_t C) noexcept nogil:
+    return c + half + 1 if c + half + 1 <= C else C
+
+
+cdef void _lrn_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
+                       floating[:, :, ::1] rows, Py_ssize_t size, floating k, floating alpha,
+                       floating beta, int num_threads) noexcept:
+    """x, y ``(N, C, H*W)``; ``rows`` per thread: three rows of a block's
+    length B (a window sum, 1/s, s ** -beta)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], P = x.shape[2]
+    cdef Py_ssize_t B = rows.shape[2], blocks = (P + B - 1) // B, half = size // 2
+    cdef Py_ssize_t unit, n, first, m, c, p
+    cdef floating* acc
+    cdef floating* inverse
+    cdef floating* power
+    # One (image, block of positions) per iteration: it writes only its own
+    # outputs, all C maps of them.
+    for unit in prange(N * blocks, nogil=True, schedule='static',
+                       num_threads=_threads_for(N * C * P * LRN_WORK_PER_VALUE, num_threads)):
+        n = unit // blocks
+        first = (unit % blocks) * B
+        m = P - first
+        if m > B:
+            m = B
+        acc = &rows[threadid(), 0, 0]
+        inverse = &rows[threadid(), 1, 0]
+        power = &rows[threadid(), 2, 0]
+        for c in range(C):
+            _window_squares(acc, &x[n, 0, first], _window_start(c, half),
+                            _window_end(c, half, C), P, m)
+            _power(power, inverse, acc, k, alpha, beta, m)
+            _scale_row(&y[n, c, first], &x[n, c, first], power, m)
+
+
+cdef void _lrn_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dout,
+                        floating[:, :, ::1] dx, floating[:, :, ::1] rows, Py_ssize_t size,
+                        floating k, floating alpha, floating beta, int num_threads) noexcept:
+    """x, dout, dx ``(N, C, H*W)``; ``rows`` per thread: 2C + 2 rows of a
+    block's length B (each map's s ** -beta, each map's dout y / s, a window
+    sum, 1/s)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], P = x.shape[2]
+    cdef Py_ssize_t B = rows.shape[2], blocks = (P + B - 1) // B, half = size // 2
+    cdef Py_ssize_t unit, n, first, m, c, p
+    cdef floating two_alpha_beta = 2 * alpha * beta
+    cdef floating* acc
+    cdef floating* inverse
+    cdef floating* power
+    cdef floating* cross
+    for unit in prange(N * blocks, nogil=True, schedule='static',
+                       num_threads=_threads_for(N * C * P * LRN_WORK_PER_VALUE, num_threads)):
+        n = unit // blocks
+        first = (unit % blocks) * B
+        m = P - first
+        if m > B:
+            m = B
+        power = &rows[threadid(), 0, 0]             # C rows
+        cross = &rows[threadid(), C, 0]             # C rows
+        acc = &rows[threadid(), 2 * C, 0]
+        inverse = &rows[threadid(), 2 * C + 1, 0]
+        # First every map's s ** -beta and its term dout * y / s ...
+        for c in range(C):
+            _window_squares(acc, &x[n, 0, first], _window_start(c, half),
+                            _window_end(c, half, C), P, m)
+            _power(&power[c * B], inverse, acc, k, alpha, beta, m)
+            _cross_terms(&cross[c * B], &dout[n, c, first], &x[n, c, first],
+                         &power[c * B], inverse, m)
+        # ... then each map's gradient, with the window sum of those terms
+        # (i lies in j's window exactly when j lies in i's).
+        for c in range(C):
+            _window_sums(acc, cross, _window_start(c, half), _window_end(c, half, C), B, m)
+            _lrn_grad_row(&dx[n, c, first], &dout[n, c, first], &x[n, c, first],
+                          &power[c * B], acc, two_alpha_beta, m)
+
+
+def _lrn_block(channels, positions):
+    return max(1, min(positions, max(LRN_MIN_BLOCK, LRN_ROW_VALUES // channels)))
+
+
+def lrn_forward(x, n, k, alpha, beta):
+    """Local response normalisation across maps (Krizhevsky et al. 2012 §3.3):
+
+    ``y_c = x_c * s_c ** -beta``,  ``s_c = k + alpha * sum of x_j^2 over the
+    n maps j around c``, in x's dtype.
+
+    Shapes: x ``(N, C, H, W)`` (any strides) -> y ``(N, C, H, W)``, contiguous.
+    """
+    lrn_args(x, n)
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    y = np.empty(x.shape, dtype=x.dtype)
+    threads = _num_threads
+    rows = np.empty((threads, 3, _lrn_block(C, H * W)), dtype=x.dtype)
+    shape = (N, C, H * W)
+    if x.dtype == np.float32:
+        _lrn_forward[float](x.reshape(shape), y.reshape(shape), rows, n, k, alpha, beta, threads)
+    else:
+        _lrn_forward[double](x.reshape(shape), y.reshape(shape), rows, n, k, alpha, beta, threads)
+    return y
+
+
+def lrn_backward(x, dout, n, k, alpha, beta):
+    """Gradient of :func:`lrn_forward` with respect to x, from x itself (the
+    window sums are recomputed rather than kept).
+
+    Shapes: x, dout ``(N, C, H, W)`` (any strides) -> dx ``(N, C, H, W)``.
+    """
+    lrn_grad_args(x, dout, n)
+    x, dout = np.ascontiguousarray(x), np.ascontiguousarray(dout)
+    N, C, H, W = x.shape
+    dx = np.empty(x.shape, dtype=x.dtype)
+    threads = _num_threads
+    rows = np.empty((threads, 2 * C + 2, _lrn_block(C, H * W)), dtype=x.dtype)
+    shape = (N, C, H * W)
+    if x.dtype == np.float32:
+        _lrn_backward[float](x.reshape(shape), dout.reshape(shape), dx.reshape(shape), rows, n,
+                             k, alpha, beta, threads)
+    else:
+        _lrn_backward[double](x.reshape(shape), dout.reshape(shape), dx.reshape(shape), rows, n,
+                              k, alpha, beta, threads)
     return dx

@@ -41,6 +41,8 @@ im2col = _impl.im2col
 col2im = _impl.col2im
 maxpool_forward = _impl.maxpool_forward
 maxpool_backward = _impl.maxpool_backward
+lrn_forward = _impl.lrn_forward
+lrn_backward = _impl.lrn_backward
 
 
 def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):

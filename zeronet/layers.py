@@ -858,9 +858,11 @@ class LRN(Layer):
 
     with the sum over the ``n`` neighbouring maps that exist (zeros beyond the
     edges). Paper values: ``k=2, n=5, alpha=1e-4, beta=0.75``; alpha is *not*
-    divided by n here (PyTorch and Caffe divide it).
+    divided by n here (PyTorch and Caffe divide it). The window sums are
+    :func:`~zeronet.kernels.lrn_forward`'s.
 
-    Shapes: x ``(N, C, H, W)`` -> y same. Saved: ``x``, ``scale``, ``out``.
+    Shapes: x ``(N, C, H, W)`` -> y same. Saved: ``x`` (backward sums the
+    windows again rather than keep them).
     """
 
     def __init__(self, n=5, k=2.0, alpha=1e-4, beta=0.75):
@@ -871,27 +873,13 @@ class LRN(Layer):
     def config(self):
         return {"n": self.n, "k": self.k, "alpha": self.alpha, "beta": self.beta}
 
-    def _channel_window_sum(self, a):
-        # Sum over channels i-n/2..i+n/2 via a cumulative sum along C.
-        half = self.n // 2
-        padded = np.pad(a, [(0, 0), (half + 1, half), (0, 0), (0, 0)])
-        csum = np.cumsum(padded, axis=1)
-        return csum[:, self.n:] - csum[:, :-self.n]
-
     def forward(self, x, *, train=False):
         _check_ndim(x, 4, self)
-        t = x.dtype.type
         self.x = x
-        self.scale = t(self.k) + t(self.alpha) * self._channel_window_sum(x * x)
-        self.out = x * self.scale ** t(-self.beta)
-        return self.out
+        return kernels.lrn_forward(x, self.n, self.k, self.alpha, self.beta)
 
     def backward(self, dout):
-        t = dout.dtype.type
-        # i sits in j's window exactly when j sits in i's (the window is
-        # symmetric), so the cross term is again a window sum.
-        cross = self._channel_window_sum(dout * self.out / self.scale)
-        return dout * self.scale ** t(-self.beta) - t(2 * self.alpha * self.beta) * self.x * cross
+        return kernels.lrn_backward(self.x, dout, self.n, self.k, self.alpha, self.beta)
 
 
 class Dropout(Layer):

@@ -16,7 +16,7 @@ Layouts (the book's, ch. 7.4):
 import numpy as np
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
-                               float_array, output_array,
+                               float_array, lrn_args, lrn_grad_args, output_array,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
                                window_args)
 
@@ -161,3 +161,50 @@ def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
     dx = np.zeros((n, c, h, w), dtype=dout.dtype)
     np.add.at(dx, (nn[inside], cc[inside], rows[inside], cols[inside]), dout[inside])
     return dx
+
+
+def channel_window_sums(a, n):
+    """Sum over the ``n`` maps around each map, zeros beyond the edges:
+    ``out[:, c] = a[:, c - n//2] + ... + a[:, c + n//2]``, added in that order.
+
+    Each window is summed on its own (n shifted slices, not a running sum),
+    so a NaN or a huge value in one map reaches only the maps whose window
+    holds it. Shapes: a ``(N, C, H, W)`` -> same.
+    """
+    half, channels = n // 2, a.shape[1]
+    padded = np.pad(a, [(0, 0), (half, half), (0, 0), (0, 0)])
+    total = padded[:, 0:channels].copy()
+    for shift in range(1, n):
+        total += padded[:, shift:shift + channels]
+    return total
+
+
+def lrn_forward(x, n, k, alpha, beta):
+    """Local response normalisation across maps (Krizhevsky et al. 2012 §3.3):
+
+    ``y_c = x_c * s_c ** -beta``,  ``s_c = k + alpha * sum of x_j^2 over the
+    n maps j around c``, in x's dtype.
+
+    Shapes: x ``(N, C, H, W)`` (any strides) -> y ``(N, C, H, W)``, contiguous.
+    """
+    lrn_args(x, n)
+    t = x.dtype.type
+    scale = t(k) + t(alpha) * channel_window_sums(x * x, n)
+    return np.ascontiguousarray(x * scale ** t(-beta))
+
+
+def lrn_backward(x, dout, n, k, alpha, beta):
+    """Gradient of :func:`lrn_forward` with respect to x, from x itself (the
+    window sums are recomputed rather than kept).
+
+    ``dx_i = dout_i * s_i ** -beta - 2 alpha beta x_i * sum over the maps j
+    whose window holds i of dout_j x_j s_j ** -beta / s_j``: i lies in j's
+    window exactly when j lies in i's, so that sum is again a window sum.
+    Shapes: x, dout ``(N, C, H, W)`` (any strides) -> dx ``(N, C, H, W)``.
+    """
+    lrn_grad_args(x, dout, n)
+    t = x.dtype.type
+    scale = t(k) + t(alpha) * channel_window_sums(x * x, n)
+    power = scale ** t(-beta)
+    cross = channel_window_sums(dout * x * power / scale, n)
+    return np.ascontiguousarray(dout * power - t(2 * alpha * beta) * x * cross)
