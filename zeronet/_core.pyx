@@ -26,7 +26,7 @@ from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
-                               float_array, lrn_args, lrn_grad_args, output_array,
+                               float_array, lrn_args, lrn_grad_args, output_array, pair,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
                                window_args)
 
@@ -588,6 +588,413 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     dW = parts.sum(axis=0).reshape(W.shape)
     if not input_grad:
         return None, dW
+    return dx, dW
+
+
+# -------------------------------------------------------------- Winograd ----
+#
+# A stride-1 convolution with an r x r kernel makes each m x m block of an
+# output map from an a x a tile of input (a = m + r - 1). Winograd's minimal
+# filtering (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural
+# Networks", §4) does it with a*a multiplications instead of m*m*r*r:
+#
+#     Y = AT [ (G g GT) * (BT d B) ] A            (* elementwise)
+#
+# for an input tile d and a kernel g, with small fixed matrices AT, G, BT
+# (see winograd_matrices). Summed over the input channels, the elementwise
+# product becomes one matrix product for each of the a*a tile positions xi:
+#
+#     M[xi] (tiles, OC) = V[xi] (tiles, C) @ U[xi] (C, OC)
+#
+# where V = BT d B holds every tile of every channel and U = G g GT every
+# kernel. So a convolution is: transform the tiles (V), a*a matrix products,
+# transform back (AT M A). F(3x3, 3x3) makes 9 outputs with 25
+# multiplications instead of 81; F(3x3, 5x5), 9 with 49 instead of 225.
+#
+# The gradients are convolutions too: dx is the convolution of dout (padded
+# by r - 1 - pad) with the kernels turned by 180 degrees, input and output
+# maps swapped; dW sums, over the tiles, the correlation of each input tile
+# with its m x m block of dout: F(r x r, m x m), whose BT is forward's.
+#
+# Each step runs in threads over disjoint outputs: images for the
+# transforms, (xi, group) pairs for the products.
+
+# (m, points) for each kernel size r: the output block m x m and the a - 1
+# finite interpolation points (infinity is the last). The points set how
+# far the rounding strays from the direct convolution's. Compared in float32
+# on 32 channels, the largest error relative to the largest output: F(3, 3)
+# with these points as the direct sum's (5e-7), F(3, 5) about 3x (2e-6 to
+# 3e-6, against 8e-7); other small points did no better.
+WINOGRAD = {3: (3, (0, -1, 2, 0.5)), 5: (3, (0, 1, -1, 2, -2, 0.5))}
+
+
+def winograd_matrices(m, r, points):
+    """``AT (m, a)``, ``G (a, r)``, ``BT (a, a)`` of Winograd's F(m, r), a =
+    m + r - 1, from a - 1 distinct finite points and infinity (Toom-Cook;
+    Lavin & Gray 2016, §4.1). In one dimension, for an input d of a values
+    and a kernel g of r, ``AT @ ((G @ g) * (BT @ d))`` is the correlation
+    ``y[i] = sum over k of d[i + k] g[k]``, i < m. BT depends only on the
+    points, so F(m, r) and F(r, m) share it."""
+    a = m + r - 1
+    p = np.asarray(points, dtype=np.float64)
+    if p.shape != (a - 1,) or len(set(points)) != a - 1:
+        raise ValueError(f"F({m}, {r}) needs {a - 1} distinct points, got {points!r}")
+    # f[j] = product over l != j of (p[j] - p[l]): Lagrange's denominators.
+    f = np.array([np.prod([p[j] - p[l] for l in range(a - 1) if l != j]) for j in range(a - 1)])
+    AT = np.zeros((m, a))
+    AT[:, :-1] = p[None, :] ** np.arange(m)[:, None]     # evaluate at each point...
+    AT[m - 1, -1] = 1                                    # ... and at infinity
+    G = np.zeros((a, r))
+    G[:-1] = p[:, None] ** np.arange(r)[None, :] / f[:, None]
+    G[-1, r - 1] = 1
+    BT = np.zeros((a, a))
+    for j in range(a - 1):          # row j: the polynomial prod over l != j of (x - p[l])
+        BT[j, :-1] = np.poly(np.delete(p, j))[::-1]
+    BT[-1] = np.poly(p)[::-1]       # and prod over all l of (x - p[l])
+    return AT, G, BT
+
+
+cdef enum:
+    # Channels combined at once in _combine: their running sums stay in
+    # registers instead of going to memory after every term.
+    LANES = 16
+
+
+cdef inline void _combine(floating* out, const floating* src, Py_ssize_t step,
+                          const floating* w, Py_ssize_t count, Py_ssize_t K) noexcept nogil:
+    """out[k] = sum over i < count of w[i] * src[i*step + k], for k < K: a
+    weighted sum of ``count`` vectors of K channels."""
+    cdef floating acc[LANES]
+    cdef Py_ssize_t block, first, i, k
+    for block in range(K // LANES):
+        first = block * LANES
+        for k in range(LANES):
+            acc[k] = 0
+        for i in range(count):
+            if w[i] != 0:                    # the transform matrices are half zeros
+                for k in range(LANES):
+                    acc[k] += w[i] * src[i * step + first + k]
+        for k in range(LANES):
+            out[first + k] = acc[k]
+    for k in range(K // LANES * LANES, K):
+        out[k] = 0
+        for i in range(count):
+            if w[i] != 0:
+                out[k] += w[i] * src[i * step + k]
+
+
+cdef void _sandwich(floating* out, Py_ssize_t out_row, Py_ssize_t out_col, const floating* d,
+                    Py_ssize_t d_row, Py_ssize_t d_col, const floating[:, ::1] L,
+                    floating* tmp, Py_ssize_t K) noexcept nogil:
+    """``L d LT`` for K channels at once: out[a, b, :] = sum over i, j of
+    L[a, i] L[b, j] d[i, j, :], for L ``(p, s)`` and d ``(s, s)`` tiles of
+    K-vectors. d[i, j, :] starts at ``d + i*d_row + j*d_col``, out[a, b, :]
+    at ``out + a*out_row + b*out_col``; ``tmp`` holds p*s*K values."""
+    cdef Py_ssize_t p = L.shape[0], s = L.shape[1], a, b, j
+    for a in range(p):                       # tmp[a, j] = sum over i of L[a, i] d[i, j]
+        for j in range(s):
+            _combine(tmp + (a * s + j) * K, d + j * d_col, d_row, &L[a, 0], s, K)
+    for a in range(p):                       # out[a, b] = sum over j of L[b, j] tmp[a, j]
+        for b in range(p):
+            _combine(out + a * out_row + b * out_col, tmp + a * s * K, K, &L[b, 0], s, K)
+
+
+cdef void _to_channels_last(floating* room, const floating* image, Py_ssize_t C,
+                            Py_ssize_t H, Py_ssize_t W, Py_ssize_t top, Py_ssize_t left,
+                            Py_ssize_t Hr, Py_ssize_t Wr) noexcept nogil:
+    """Copy ``image (C, H, W)`` into ``room (Hr, Wr, C)`` at row ``top`` and
+    column ``left`` (negative: the image's first rows or columns are left
+    out), as far as it fits; the rest of ``room`` is left as it is (zero)."""
+    cdef Py_ssize_t c, h, w, rh, rw
+    for c in range(C):
+        for h in range(H):
+            rh = h + top
+            if rh < 0 or rh >= Hr:
+                continue
+            for w in range(W):
+                rw = w + left
+                if 0 <= rw < Wr:
+                    room[(rh * Wr + rw) * C + c] = image[(c * H + h) * W + w]
+
+
+cdef void _tile_transforms(floating[:, ::1] V, const floating[:, :, :, ::1] x,
+                           const floating[:, ::1] L, Py_ssize_t m, Py_ssize_t offset,
+                           floating[:, ::1] room, floating[:, ::1] tmp,
+                           Py_ssize_t rows, Py_ssize_t cols, int num_threads) noexcept:
+    """V[xi, t*C : (t+1)*C] = (L d LT)[xi] for every tile d (t counted over
+    all images) of ``x (N, C, H, W)``: tiles of L.shape[1] x L.shape[1]
+    values, m apart, ``rows x cols`` of them per image, the image's (0, 0)
+    at tile position (offset, offset). V: one row per xi. ``room`` per
+    thread: a zeroed channels-last image buffer."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], s = L.shape[1]
+    cdef Py_ssize_t Hr = (rows - 1) * m + s, Wr = (cols - 1) * m + s
+    cdef Py_ssize_t plane = V.shape[1]      # from one xi to the next
+    cdef Py_ssize_t n, ty, tx
+    cdef int t
+    # One image per iteration: it writes only its own tiles' rows of V. The
+    # parts of ``room`` outside the image stay zero: the padding.
+    for n in prange(N, nogil=True, schedule='static',
+                    num_threads=_threads_for(N * C * Hr * Wr * 8, num_threads)):
+        t = threadid()
+        _to_channels_last(&room[t, 0], &x[n, 0, 0, 0], C, x.shape[2], x.shape[3],
+                          offset, offset, Hr, Wr)
+        for ty in range(rows):
+            for tx in range(cols):
+                _sandwich(&V[0, ((n * rows + ty) * cols + tx) * C], L.shape[0] * plane, plane,
+                          &room[t, (ty * m * Wr + tx * m) * C], Wr * C, C, L, &tmp[t, 0], C)
+
+
+cdef void _untransform(floating[:, :, :, ::1] y, const floating[:, ::1] M,
+                       const floating[::1] b, bint has_bias, const floating[:, ::1] AT,
+                       Py_ssize_t rows, Py_ssize_t cols, floating[:, ::1] blocks,
+                       floating[:, ::1] tmp, int num_threads) noexcept:
+    """y[n] = AT M A of each tile of image n, the m x m blocks cropped to
+    ``y (N, OC, OH, OW)``, plus the bias; M laid out as V in
+    _tile_transforms. ``blocks`` per thread: one image's blocks, channels
+    last ``(rows*m, cols*m, OC)``."""
+    cdef Py_ssize_t N = y.shape[0], OC = y.shape[1], OH = y.shape[2], OW = y.shape[3]
+    cdef Py_ssize_t m = AT.shape[0], a = AT.shape[1], Wb = cols * m
+    cdef Py_ssize_t plane = M.shape[1]
+    cdef Py_ssize_t n, ty, tx, o, oh, ow
+    cdef floating* block
+    cdef floating bias
+    cdef int t
+    for n in prange(N, nogil=True, schedule='static',
+                    num_threads=_threads_for(N * OC * OH * OW * a, num_threads)):
+        t = threadid()
+        block = &blocks[t, 0]
+        for ty in range(rows):
+            for tx in range(cols):
+                _sandwich(block + (ty * m * Wb + tx * m) * OC, Wb * OC, OC,
+                          &M[0, ((n * rows + ty) * cols + tx) * OC], a * plane, plane, AT,
+                          &tmp[t, 0], OC)
+        # Channels last back to maps, the overhang of the last blocks cut off.
+        for o in range(OC):
+            bias = b[o] if has_bias else 0
+            for oh in range(OH):
+                for ow in range(OW):
+                    y[n, o, oh, ow] = block[(oh * Wb + ow) * OC + o] + bias
+
+
+cdef void _products(floating[:, ::1] M, const floating[:, ::1] V, const floating[:, ::1] U,
+                    int T, int C, int OC, int groups, bint transpose_v, floating beta,
+                    int num_threads) noexcept:
+    """For every tile position xi and group g, on g's slices: M[xi] = V[xi] @
+    U[xi]; or, ``transpose_v``, M[xi] = V[xi].T @ U[xi] + beta * M[xi] (a
+    sum over the tiles: the weight gradient). Each row of V, U, M holds one
+    xi's matrix, row-major: V's ``(T, C)``, U's ``(C / groups, OC)``, M's
+    ``(T, OC)``; or with ``transpose_v``, U's ``(T, OC)``, M's
+    ``(C / groups, OC)``. One product per iteration, each on one thread."""
+    cdef Py_ssize_t jobs = V.shape[0] * groups, job, xi
+    cdef int g, Cg = C // groups, OCg = OC // groups
+    for job in prange(jobs, nogil=True, schedule='static',
+                      num_threads=num_threads if jobs > 1 else 1):
+        xi = job // groups
+        g = <int> (job % groups)
+        if transpose_v:      # M[xi] (Cg, g's maps) (+)= V[xi][:, g's channels].T @ U[xi][:, g's maps]
+            _matmul(True, False, Cg, OCg, T, &V[xi, g * Cg], C, &U[xi, g * OCg], OC,
+                    beta, &M[xi, g * OCg], OC)
+        else:                # M[xi] (T, g's maps) = V[xi][:, g's channels] @ U[xi] (Cg, g's maps)
+            _matmul(False, False, T, OCg, Cg, &V[xi, g * Cg], C, &U[xi, g * OCg], OC,
+                    0, &M[xi, g * OCg], OC)
+
+
+cdef void _transform_rows(floating[:, ::1] out, const floating[:, ::1] src,
+                          const floating[:, ::1] L, Py_ssize_t width, floating[:, ::1] tmp,
+                          int num_threads) noexcept:
+    """out = L X LT for every block X of ``width`` columns: X[i, j] is
+    src[i*s + j, q*width : (q+1)*width], and out[a*p + b] likewise, for L
+    ``(p, s)``. For kernels (X: one input map's r x r weights for all
+    output maps) and for weight gradients (X: a x a tile positions).
+    ``tmp``: p*s*width values per thread."""
+    cdef Py_ssize_t p = L.shape[0], s = L.shape[1], q
+    # Each block of columns is written by one iteration.
+    for q in prange(src.shape[1] // width, nogil=True, schedule='static',
+                    num_threads=_threads_for(src.shape[1] * p * s, num_threads)):
+        _sandwich(&out[0, q * width], p * out.shape[1], out.shape[1], &src[0, q * width],
+                  s * src.shape[1], src.shape[1], L, &tmp[threadid(), 0], width)
+
+
+# Images per slab: as many as keep a slab's tile transforms and products
+# within about this many bytes, so that they stay in the caches from one
+# step to the next; but at least enough for WINOGRAD_MIN_ROWS tiles, the
+# rows of the matrix products (fewer and BLAS runs well below its speed).
+WINOGRAD_SLAB_BYTES = 1 << 20
+WINOGRAD_MIN_ROWS = 64
+# Values added to every row of a tile-transform buffer (see _Winograd.buffer).
+PLANE_PAD = 16
+
+
+class _Winograd:
+    """What one Winograd convolution needs besides its data: its matrices
+    in x's dtype, its tiles, its slabs of images, and its scratch arrays,
+    kept in the caller's ``work`` dict."""
+
+    def __init__(self, x, W, stride, pad, work):
+        r = W.shape[2]
+        (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(pad, "pad", 0)
+        if (sh, sw) != (1, 1) or W.shape[3] != r or r not in WINOGRAD or ph != pw:
+            raise ValueError(f"the Winograd convolution takes stride 1, the same pad on both "
+                             f"axes and a square kernel of size {sorted(WINOGRAD)}, got stride "
+                             f"{stride!r}, pad {pad!r} and a {W.shape[2]}x{W.shape[3]} kernel")
+        self.m, points = WINOGRAD[r]
+        self.r, self.pad, self.a = r, ph, self.m + r - 1
+        as_dtype = lambda *arrays: [np.ascontiguousarray(a, dtype=x.dtype) for a in arrays]
+        self.AT, self.G, self.BT = as_dtype(*winograd_matrices(self.m, r, points))
+        # dW sums correlations of x's tiles with dout's m x m blocks: F(r, m), same BT.
+        self.ATw, self.Gw = as_dtype(*winograd_matrices(r, self.m, points)[:2])
+        n, c, h, w = x.shape
+        self.oh, self.ow = h + 2 * ph - r + 1, w + 2 * pw - r + 1
+        # The most tiles per image (dx's, over x, or y's), the most channels.
+        tiles = max(_tiles(h, self.m) * _tiles(w, self.m),
+                    _tiles(max(self.oh, 1), self.m) * _tiles(max(self.ow, 1), self.m))
+        channels = max(c, W.shape[0])
+        per_image = self.a * self.a * tiles * 2 * channels * x.itemsize
+        self.per_slab = max(1, min(n, max(WINOGRAD_SLAB_BYTES // per_image,
+                                          -(-WINOGRAD_MIN_ROWS // tiles))))
+        if self.per_slab * tiles * channels + PLANE_PAD > INT_MAX:    # BLAS takes C ints
+            raise ValueError(f"convolution too large for BLAS: {self.per_slab * tiles} tiles "
+                             f"of {channels} channels a slab; at most {INT_MAX} values")
+        self.work = work if work is not None else {}
+        self.dtype, self.threads = x.dtype, _num_threads
+
+    def slabs(self, n):
+        return [slice(i, min(n, i + self.per_slab)) for i in range(0, n, self.per_slab)]
+
+    def buffer(self, name, tiles, width):
+        """A scratch array of one row per tile position xi, each with room
+        for a slab's tiles of ``width`` channels each. The rows are a little
+        longer than that: rows a multiple of 4 KiB apart would all fall in
+        the same few cache sets, and the transforms read or write all a*a
+        rows at once."""
+        return _scratch(self.work, "winograd_" + name,
+                        (self.a * self.a, self.per_slab * tiles * width + PLANE_PAD), self.dtype)
+
+    def tmp(self, channels):
+        return _scratch(self.work, f"winograd_tmp_{channels}",
+                        (self.threads, self.a * self.a * channels), self.dtype)
+
+    def transforms(self, V, x, L, offset, rows, cols):
+        """V = L d LT of every tile of x (see _tile_transforms)."""
+        c, s = x.shape[1], L.shape[1]
+        room = _scratch(self.work, f"winograd_room_{s}_{c}",
+                        (self.threads, ((rows - 1) * self.m + s) * ((cols - 1) * self.m + s) * c),
+                        self.dtype)
+        room[...] = 0
+        if self.dtype == np.float32:
+            _tile_transforms[float](V, x, L, self.m, offset, room, self.tmp(c), rows, cols,
+                                    self.threads)
+        else:
+            _tile_transforms[double](V, x, L, self.m, offset, room, self.tmp(c), rows, cols,
+                                     self.threads)
+
+    def products(self, M, V, U, tiles, c, oc, groups, transpose_v=False, beta=0):
+        """See _products."""
+        if self.dtype == np.float32:
+            _products[float](M, V, U, tiles, c, oc, groups, transpose_v, beta, self.threads)
+        else:
+            _products[double](M, V, U, tiles, c, oc, groups, transpose_v, beta, self.threads)
+
+    def untransform(self, y, M, b, rows, cols):
+        """y = AT M A of every tile, plus b if not None (see _untransform)."""
+        oc = y.shape[1]
+        blocks = _scratch(self.work, f"winograd_blocks_{oc}",
+                          (self.threads, rows * self.m * cols * self.m * oc), self.dtype)
+        bias = b if b is not None else np.zeros(1, self.dtype)
+        if self.dtype == np.float32:
+            _untransform[float](y, M, bias, b is not None, self.AT, rows, cols, blocks,
+                                self.tmp(oc), self.threads)
+        else:
+            _untransform[double](y, M, bias, b is not None, self.AT, rows, cols, blocks,
+                                 self.tmp(oc), self.threads)
+
+    def convolve(self, x, U, b, y, pad, groups, name):
+        """y = the convolution of x (padded by ``pad`` on every side; negative:
+        cropped) with the kernels whose transforms U holds, plus b if not
+        None; slab by slab."""
+        c, oc = x.shape[1], y.shape[1]
+        rows, cols = _tiles(y.shape[2], self.m), _tiles(y.shape[3], self.m)
+        V = self.buffer(name + "_V", rows * cols, c)
+        M = self.buffer(name + "_M", rows * cols, oc)
+        for images in self.slabs(x.shape[0]):
+            tiles = (images.stop - images.start) * rows * cols
+            self.transforms(V, x[images], self.BT, pad, rows, cols)
+            self.products(M, V, U, tiles, c, oc, groups)
+            self.untransform(y[images], M, b, rows, cols)
+
+
+def _tiles(size, m):
+    return -(-size // m)
+
+
+def _transform_blocks(X, L, width):
+    """L X LT of every block of ``width`` columns (see _transform_rows):
+    ``(s*s, n)`` -> ``(p*p, n)``, in X's dtype."""
+    X = np.ascontiguousarray(X)
+    out = np.empty((L.shape[0] ** 2, X.shape[1]), dtype=X.dtype)
+    tmp = np.empty((_num_threads, L.size * width), dtype=X.dtype)
+    if X.dtype == np.float32:
+        _transform_rows[float](out, X, L, width, tmp, _num_threads)
+    else:
+        _transform_rows[double](out, X, L, width, tmp, _num_threads)
+    return out
+
+
+def _kernel_transforms(W, G, groups, turned):
+    """U = G g GT of every kernel g, one row per tile position xi: ``(a*a,
+    Cg*OC)``, each row a ``(Cg, OC)`` matrix, for the convolution itself; or,
+    ``turned``, of each kernel turned by 180 degrees with input and output
+    maps swapped in each group, each row ``(OCg, C)``: for dx."""
+    oc, cg, r = W.shape[:3]
+    if turned:      # Wt[k, l, o, g*Cg + c] = W[g*OCg + o, c, r-1-k, r-1-l]
+        Wt = W.reshape(groups, oc // groups, cg, r, r)[..., ::-1, ::-1].transpose(3, 4, 1, 0, 2)
+        return _transform_blocks(Wt.reshape(r * r, -1), G, groups * cg)
+    return _transform_blocks(W.transpose(2, 3, 1, 0).reshape(r * r, -1), G, oc)
+
+
+def winograd_conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
+    """:func:`conv_forward` by Winograd's algorithm: stride 1, the same pad
+    on both axes, a square kernel whose size is in WINOGRAD.
+
+    Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, r, r)``, b ``(OC,)`` ->
+    y ``(N, OC, OH, OW)``.
+    """
+    conv_args(x, W, b, stride, pad, groups)
+    plan = _Winograd(x, W, stride, pad, work)
+    y = np.empty((x.shape[0], W.shape[0], plan.oh, plan.ow), dtype=x.dtype)
+    plan.convolve(x, _kernel_transforms(W, plan.G, groups, False), b, y, plan.pad, groups, "y")
+    return y
+
+
+def winograd_conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None):
+    """:func:`conv_backward` by Winograd's algorithm (see
+    :func:`winograd_conv_forward`): ``(dx, dW)``, dx None unless ``input_grad``."""
+    kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups, with_bias=False)
+    conv_grad_args(x, W, dout, oh, ow)
+    plan = _Winograd(x, W, stride, pad, work)
+    n, c = x.shape[:2]
+    oc, a = W.shape[0], plan.a
+    rows, cols = _tiles(oh, plan.m), _tiles(ow, plan.m)
+    # dW: for each xi, the sum over all tiles of x's tile transforms times
+    # those of dout's m x m blocks, slab after slab (the same order for any
+    # thread count); then back from the a x a tile positions to r x r.
+    V, D = plan.buffer("dW_V", rows * cols, c), plan.buffer("dW_D", rows * cols, oc)
+    Mw = _scratch(plan.work, "winograd_dW_M", (a * a, c // groups * oc), x.dtype)
+    Mw[...] = 0         # stays so for an empty batch
+    for images in plan.slabs(n):
+        tiles = (images.stop - images.start) * rows * cols
+        plan.transforms(V, x[images], plan.BT, plan.pad, rows, cols)
+        plan.transforms(D, dout[images], plan.Gw, 0, rows, cols)
+        plan.products(Mw, V, D, tiles, c, oc, groups, transpose_v=True, beta=1)
+    r = plan.r
+    dW = _transform_blocks(Mw, plan.ATw, oc).reshape(r, r, c // groups, oc)
+    dW = np.ascontiguousarray(dW.transpose(3, 2, 0, 1))
+    if not input_grad:
+        return None, dW
+    # dx: the convolution of dout, padded by r - 1 - pad, with the turned kernels.
+    dx = np.empty(x.shape, dtype=x.dtype)
+    plan.convolve(dout, _kernel_transforms(W, plan.G, groups, True), None, dx,
+                  plan.r - 1 - plan.pad, groups, "dx")
     return dx, dW
 
 

@@ -17,6 +17,7 @@ import threading
 import warnings
 
 from zeronet import reference
+from zeronet._validate import window_args
 
 FORCED_NUMPY = os.environ.get("ZERONET_FORCE_NUMPY", "") not in ("", "0")
 
@@ -45,16 +46,84 @@ lrn_forward = _impl.lrn_forward
 lrn_backward = _impl.lrn_backward
 
 
+# ----------------------------------------------------------- convolution ----
+#
+# One convolution, three ways to compute it (tests/test_kernels.py holds each
+# against the NumPy reference and a loop oracle):
+#
+# - "numpy": reference.conv_forward, the book's im2col of the whole batch
+#   and one matrix product per group (§7.4.3). The only way without the core.
+# - "chunked": _core.conv_forward, the same products a few images at a time
+#   in each thread, so that each chunk's im2col rows stay in cache.
+# - "winograd": _core.winograd_conv_forward, Winograd's minimal filtering
+#   (Lavin & Gray 2016) for stride 1 and 3x3 or 5x5 kernels: 9 outputs with
+#   25 (3x3) or 49 (5x5) multiplications instead of 81 or 225, for the
+#   price of transforming tiles of input and output. A NaN or an inf in x
+#   reaches every output of its tiles, not only the windows that hold it.
+
+CONV_PATHS = {"numpy": (reference.conv_forward, reference.conv_backward)}
+if USING_CORE:
+    CONV_PATHS["chunked"] = (_core.conv_forward, _core.conv_backward)
+    CONV_PATHS["winograd"] = (_core.winograd_conv_forward, _core.winograd_conv_backward)
+
+# Winograd's products have C/groups and OC/groups for two of their sizes:
+# with fewer channels than this (LeNet-5's C1 and C3, the first layer of an
+# RGB network), transforming the tiles costs more than it saves.
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def conv_path(x, W, stride=1, pad=0, groups=1):
+    """The name of the computation :func:`conv_forward` and
+    :func:`conv_backward` use for these arguments (a key of CONV_PATHS)."""
+    if not USING_CORE:
+        return "numpy"
+    if winograd_fits(W, stride, pad, groups):
+        return "winograd"
+    return "chunked"
+
+
+def winograd_fits(W, stride=1, pad=0, groups=1, min_channels=None):
+    """Whether the Winograd convolution applies (stride 1, a square kernel
+    of a size it knows, the same pad on both axes) and has at least
+    ``min_channels`` (default WINOGRAD_MIN_CHANNELS) channels per group in
+    and out."""
+    min_channels = WINOGRAD_MIN_CHANNELS if min_channels is None else min_channels
+    try:
+        (sh, sw), (ph, pw) = window_args(1, stride, pad)[1:]
+        oc, cg, kh, kw = W.shape
+        groups = int(groups)
+    except (TypeError, ValueError, AttributeError):
+        return False            # bad arguments: the chunked path says what is wrong
+    return ("winograd" in CONV_PATHS and (sh, sw) == (1, 1) and ph == pw and kh == kw
+            and kh in _core.WINOGRAD and groups >= 1 and cg >= min_channels
+            and oc // groups >= min_channels)
+
+
 def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
-    """Convolution, ``(N, C, H, W) -> (N, OC, OH, OW)``; see ``reference.conv_forward``."""
+    """Convolution: ``y = im2col(x) @ W.reshape(OC, -1).T + b``, per group,
+    computed the way :func:`conv_path` picks.
+
+    Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, KH, KW)``, b ``(OC,)`` ->
+    y ``(N, OC, OH, OW)``. With ``groups`` > 1, output maps of group g see
+    only input channels of group g (Krizhevsky et al. 2012's two towers).
+    ``work``: a dict kept from call to call (one per layer), where the
+    computation keeps its scratch arrays.
+    """
+    forward, _ = CONV_PATHS[conv_path(x, W, stride, pad, groups)]
     with _blas_on_one_thread():
-        return _impl.conv_forward(x, W, b, stride, pad, groups, work)
+        return forward(x, W, b, stride, pad, groups, work)
 
 
 def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None):
-    """``(dx, dW)`` of :func:`conv_forward`; see ``reference.conv_backward``."""
+    """Gradients of :func:`conv_forward`: ``(dx, dW)``, dx None unless
+    ``input_grad``. (The bias gradient is dout summed over N, OH, OW.)
+
+    Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, KH, KW)``, dout
+    ``(N, OC, OH, OW)`` -> dx like x, dW like W.
+    """
+    _, backward = CONV_PATHS[conv_path(x, W, stride, pad, groups)]
     with _blas_on_one_thread():
-        return _impl.conv_backward(x, W, dout, stride, pad, groups, input_grad, work)
+        return backward(x, W, dout, stride, pad, groups, input_grad, work)
 
 
 def blas_in_use():
@@ -114,11 +183,14 @@ def _blas_on_one_thread():
     that split each call again would put 4 threads on 2 cores (the 64x12x12
     convolution of the benchmark took 2-5x longer, forward and backward).
 
+    With one thread of ours, BLAS stays on one thread as well: its result
+    may depend on how many threads share a product, and ours must not.
+
     The convolution releases the GIL, so several Python threads may be
     inside at once: the first one in saves the counts, the last one out
     restores them."""
     global _blas_libraries, _blas_holders, _blas_saved
-    if get_num_threads() == 1:
+    if not USING_CORE:
         yield
         return
     with _blas_lock:
