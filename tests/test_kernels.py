@@ -589,9 +589,9 @@ def test_conv_on_scipy_blas_matches_naive(scipy_blas, dtype, monkeypatch):
 
 def test_core_calls_numpys_blas_when_numpy_brings_one(core):
     # pip's NumPy brings OpenBLAS with 64-bit gemm: then the core calls it,
-    # unless ZERONET_BLAS=scipy.
+    # unless ZERONET_BLAS=scipy (or the core is not in use at all).
     found = zeronet.kernels._numpy_blas64()
-    if found is None or zeronet.kernels.FORCED_SCIPY_BLAS:
+    if found is None or zeronet.kernels.FORCED_SCIPY_BLAS or not zeronet.kernels.USING_CORE:
         assert core.blas_in_use() == "scipy.linalg.cython_blas"
     else:
         assert core.blas_in_use().startswith("NumPy's")
@@ -793,7 +793,7 @@ def run_every_kernel(core, x, col, dout_seed):
     dx_unpadded, dW_unpadded = zeronet.kernels.conv_backward(x, W, dy, stride=(2, 1))
     # The Winograd convolution: 3x3 and 5x5 kernels, one image per slab
     # (set by the caller), so that the weight gradient sums over slabs.
-    forward, backward = zeronet.kernels.CONV_PATHS["winograd"]
+    forward, backward = core.winograd_conv_forward, core.winograd_conv_backward
     winograd = {}
     for r in (3, 5):
         Ww = make_input((4, 5, r, r), x.dtype, np.random.default_rng(dout_seed + r))
