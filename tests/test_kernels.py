@@ -614,6 +614,53 @@ def test_use_blas64_needs_both_addresses(core):
         core._use_blas64(1, 0, "half")
 
 
+# ---------------------------------------------------------------- ReLU ----
+
+def naive_relu(x, dout):
+    """y and dx one value at a time: y = 0 where x <= 0, else x (NaN stays);
+    dx = 0 where x <= 0, else dout."""
+    y, dx = np.empty_like(x), np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        y[i] = 0 if x[i] <= 0 else x[i]
+        dx[i] = 0 if x[i] <= 0 else dout[i]
+    return y, dx
+
+
+@dtypes
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (7,), (3, 1), (0, 4), ()])
+def test_relu_matches_naive(impl, dtype, shape):
+    rng = np.random.default_rng(40)
+    x = make_input(shape, dtype, rng)
+    if x.size >= 4:     # the edge cases: -0.0, NaN, +-inf
+        x.flat[:4] = [-0.0, np.nan, np.inf, -np.inf]
+    dout = make_input(shape, dtype, rng)
+    y_naive, dx_naive = naive_relu(x, dout)
+    y = impl.relu_forward(x)
+    assert_bit_identical(y, y_naive, "relu_forward")
+    assert_bit_identical(impl.relu_backward(y, dout), dx_naive, "relu_backward")
+
+
+@dtypes
+def test_relu_takes_non_contiguous_input(impl, dtype):
+    rng = np.random.default_rng(41)
+    x = make_input((4, 6, 5), dtype, rng).transpose(2, 0, 1)[:, ::2]
+    dout = make_input((5, 2, 12), dtype, rng)[:, :, ::2]
+    y_naive, dx_naive = naive_relu(x, dout)
+    assert_bit_identical(impl.relu_forward(x), y_naive, "relu_forward")
+    assert_bit_identical(impl.relu_backward(impl.relu_forward(x), dout), dx_naive, "relu_backward")
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda k: k.relu_forward(np.ones(3, np.int32)), TypeError, "float32 or float64"),
+    (lambda k: k.relu_forward([1.0, -1.0]), TypeError, "numpy.ndarray"),
+    (lambda k: k.relu_backward(np.ones(3), np.ones(4)), ValueError, "y's shape"),
+    (lambda k: k.relu_backward(np.ones(3), np.ones(3, np.float32)), TypeError, "float64 like y"),
+])
+def test_relu_bad_input_raises(impl, call, error, match):
+    with pytest.raises(error, match=match):
+        call(impl)
+
+
 # ------------------------------------------------------------ Winograd ----
 
 @pytest.mark.parametrize("r", [3, 5])
@@ -804,13 +851,17 @@ def run_every_kernel(core, x, col, dout_seed):
         winograd.update({f"winograd {r}x{r} y": yw, f"winograd {r}x{r} dx": dxw,
                          f"winograd {r}x{r} dW": dWw})
     dlrn = make_input(x.shape, x.dtype, np.random.default_rng(dout_seed + 6))
+    # ReLU over several blocks of its loop.
+    big = make_input((5, 13, 31, 29), x.dtype, np.random.default_rng(dout_seed + 7))
+    relu = {"relu_forward": core.relu_forward(big),
+            "relu_backward": core.relu_backward(core.relu_forward(big), big[::-1].copy())}
     lrn = {"lrn_forward": core.lrn_forward(x, 5, 2.0, 1e-3, 0.75),
            "lrn_backward": core.lrn_backward(x, dlrn, 5, 2.0, 1e-3, 0.75)}
     return {"im2col": cols, "col2im": dx, "maxpool out": out, "maxpool argmax": argmax,
             "maxpool_backward": dxp, "conv_forward": y, "conv_backward dx": dx_conv,
             "conv_backward dW": dW, "conv_forward unpadded": y_unpadded,
             "conv_backward dx unpadded": dx_unpadded, "conv_backward dW unpadded": dW_unpadded,
-            **winograd, **lrn}
+            **winograd, **lrn, **relu}
 
 
 @dtypes

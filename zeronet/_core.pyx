@@ -26,7 +26,8 @@ from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
-                               float_array, lrn_args, lrn_grad_args, output_array, pair,
+                               float_any, float_array, lrn_args, lrn_grad_args, output_array,
+                               pair, relu_grad_args,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
                                window_args)
 
@@ -1136,6 +1137,66 @@ def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
     if bad:
         raise ValueError(f"argmax values must lie in [0, {kh * kw}) for a {kh}x{kw} window "
                          f"({bad} do not)")
+    return dx
+
+
+# ------------------------------------------------------------------ ReLU ----
+
+# Values per block of the elementwise loops: each thread takes whole blocks.
+cdef Py_ssize_t ELEMENTWISE_BLOCK = 1 << 14
+
+
+cdef void _relu_forward(const floating[::1] x, floating[::1] y, int num_threads) noexcept:
+    cdef Py_ssize_t size = x.shape[0], blocks = (size + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK
+    cdef Py_ssize_t block, i, end
+    for block in prange(blocks, nogil=True, schedule='static',
+                        num_threads=_threads_for(size, num_threads)):
+        end = (block + 1) * ELEMENTWISE_BLOCK
+        if end > size:
+            end = size
+        for i in range(block * ELEMENTWISE_BLOCK, end):
+            # "x <= 0", not "x > 0": a NaN passes through, as in the book's ReLU.
+            y[i] = 0 if x[i] <= 0 else x[i]
+
+
+cdef void _relu_backward(const floating[::1] y, const floating[::1] dout, floating[::1] dx,
+                         int num_threads) noexcept:
+    cdef Py_ssize_t size = y.shape[0], blocks = (size + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK
+    cdef Py_ssize_t block, i, end
+    cdef floating d
+    for block in prange(blocks, nogil=True, schedule='static',
+                        num_threads=_threads_for(size, num_threads)):
+        end = (block + 1) * ELEMENTWISE_BLOCK
+        if end > size:
+            end = size
+        for i in range(block * ELEMENTWISE_BLOCK, end):
+            d = dout[i]             # read either way, so that the loop is branch-free
+            dx[i] = 0 if y[i] <= 0 else d
+
+
+def relu_forward(x):
+    """``max(0, x)`` elementwise (book §5.5.1): 0 where x <= 0, else x (so a
+    NaN stays NaN). Shapes: any -> the same, contiguous, x's dtype."""
+    float_any(x, "x")
+    x = np.asarray(x, order="C")
+    y = np.empty(x.shape, dtype=x.dtype)
+    if x.dtype == np.float32:
+        _relu_forward[float](x.reshape(-1), y.reshape(-1), _num_threads)
+    else:
+        _relu_forward[double](x.reshape(-1), y.reshape(-1), _num_threads)
+    return y
+
+
+def relu_backward(y, dout):
+    """Gradient of :func:`relu_forward` from its output y: 0 where y <= 0
+    (exactly where x <= 0), else dout. Shapes: y, dout alike -> dx."""
+    relu_grad_args(y, dout)
+    y, dout = np.asarray(y, order="C"), np.asarray(dout, order="C")
+    dx = np.empty(y.shape, dtype=y.dtype)
+    if y.dtype == np.float32:
+        _relu_backward[float](y.reshape(-1), dout.reshape(-1), dx.reshape(-1), _num_threads)
+    else:
+        _relu_backward[double](y.reshape(-1), dout.reshape(-1), dx.reshape(-1), _num_threads)
     return dx
 
 

@@ -188,3 +188,22 @@ def lrn_grad_args(x, dout, n):
         raise TypeError(f"dout must be {x.dtype} like x, got {dout.dtype}")
     if dout.shape != x.shape:
         raise ValueError(f"dout must have x's shape {x.shape}, got {dout.shape}")
+
+
+def float_any(x, name):
+    """Check that ``x`` is a float32/float64 array (any shape, any strides)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+
+
+def relu_grad_args(y, dout):
+    """Check a ReLU backward pass's arguments: y and dout float arrays of one
+    shape and dtype."""
+    float_any(y, "y")
+    float_any(dout, "dout")
+    if dout.dtype != y.dtype:
+        raise TypeError(f"dout must be {y.dtype} like y, got {dout.dtype}")
+    if dout.shape != y.shape:
+        raise ValueError(f"dout must have y's shape {y.shape}, got {dout.shape}")

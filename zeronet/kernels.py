@@ -44,6 +44,8 @@ maxpool_forward = _impl.maxpool_forward
 maxpool_backward = _impl.maxpool_backward
 lrn_forward = _impl.lrn_forward
 lrn_backward = _impl.lrn_backward
+relu_forward = _impl.relu_forward
+relu_backward = _impl.relu_backward
 
 
 # ----------------------------------------------------------- convolution ----

@@ -667,14 +667,15 @@ class Flatten(Layer):
 # ----------------------------------------------------------- activations ----
 
 class ReLU(Layer):
-    """``max(0, x)`` (book §5.5.1). Saved: ``mask`` (where x <= 0)."""
+    """``max(0, x)`` (book §5.5.1). Saved: ``out``, which is 0 exactly where
+    x <= 0: the book's ``mask`` is ``out <= 0``."""
 
     def forward(self, x, *, train=False):
-        self.mask = x <= 0
-        return np.where(self.mask, x.dtype.type(0), x)
+        self.out = kernels.relu_forward(x)
+        return self.out
 
     def backward(self, dout):
-        return np.where(self.mask, dout.dtype.type(0), dout)
+        return kernels.relu_backward(self.out, dout)
 
     curvature_backward = _elementwise_curvature
 

@@ -16,7 +16,8 @@ Layouts (the book's, ch. 7.4):
 import numpy as np
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
-                               float_array, lrn_args, lrn_grad_args, output_array,
+                               float_any, float_array, lrn_args, lrn_grad_args, output_array,
+                               relu_grad_args,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
                                window_args)
 
@@ -161,6 +162,20 @@ def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
     dx = np.zeros((n, c, h, w), dtype=dout.dtype)
     np.add.at(dx, (nn[inside], cc[inside], rows[inside], cols[inside]), dout[inside])
     return dx
+
+
+def relu_forward(x):
+    """``max(0, x)`` elementwise (book §5.5.1): 0 where x <= 0, else x (so a
+    NaN stays NaN). Shapes: any -> the same, contiguous, x's dtype."""
+    float_any(x, "x")
+    return np.asarray(np.where(x <= 0, x.dtype.type(0), x), order="C")
+
+
+def relu_backward(y, dout):
+    """Gradient of :func:`relu_forward` from its output y: 0 where y <= 0
+    (exactly where x <= 0), else dout. Shapes: y, dout alike -> dx."""
+    relu_grad_args(y, dout)
+    return np.asarray(np.where(y <= 0, dout.dtype.type(0), dout), order="C")
 
 
 def channel_window_sums(a, n):
