@@ -41,11 +41,26 @@ cdef extern from *:
     #define ZN_HAS_OPENMP 0
     static int zn_max_threads(void) { return 1; }
     #endif
+    #if defined(__AVX512F__)
+    #define ZN_SIMD "AVX-512"
+    #elif defined(__AVX2__)
+    #define ZN_SIMD "AVX2"
+    #elif defined(__AVX__)
+    #define ZN_SIMD "AVX"
+    #elif defined(__SSE2__)
+    #define ZN_SIMD "SSE2"
+    #else
+    #define ZN_SIMD "none"
+    #endif
     """
     const int ZN_HAS_OPENMP
+    const char* ZN_SIMD
     int zn_max_threads() nogil
 
 HAS_OPENMP = bool(ZN_HAS_OPENMP)
+# The widest vector instructions the compiler was allowed to use for the
+# loops here (the build's target; BLAS picks its own at run time).
+SIMD = ZN_SIMD.decode()
 cdef int _num_threads = zn_max_threads()
 
 
@@ -730,12 +745,13 @@ cdef void _tile_transforms(floating[:, ::1] V, const floating[:, :, :, ::1] x,
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], s = L.shape[1]
     cdef Py_ssize_t Hr = (rows - 1) * m + s, Wr = (cols - 1) * m + s
     cdef Py_ssize_t plane = V.shape[1]      # from one xi to the next
-    cdef Py_ssize_t n, ty, tx
+    cdef Py_ssize_t p = L.shape[0], n, ty, tx
     cdef int t
     # One image per iteration: it writes only its own tiles' rows of V. The
-    # parts of ``room`` outside the image stay zero: the padding.
+    # parts of ``room`` outside the image stay zero: the padding. (Work:
+    # about p*s*(s + p) multiply-adds per tile and channel.)
     for n in prange(N, nogil=True, schedule='static',
-                    num_threads=_threads_for(N * C * Hr * Wr * 8, num_threads)):
+                    num_threads=_threads_for(N * rows * cols * p * s * (s + p) * C, num_threads)):
         t = threadid()
         _to_channels_last(&room[t, 0], &x[n, 0, 0, 0], C, x.shape[2], x.shape[3],
                           offset, offset, Hr, Wr)
@@ -761,7 +777,8 @@ cdef void _untransform(floating[:, :, :, ::1] y, const floating[:, ::1] M,
     cdef floating bias
     cdef int t
     for n in prange(N, nogil=True, schedule='static',
-                    num_threads=_threads_for(N * OC * OH * OW * a, num_threads)):
+                    num_threads=_threads_for(N * rows * cols * m * a * (a + m) * OC,
+                                             num_threads)):
         t = threadid()
         block = &blocks[t, 0]
         for ty in range(rows):
