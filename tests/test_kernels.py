@@ -799,6 +799,9 @@ def test_conv_path_choice():
     assert kernels.conv_path(x, np.zeros((384, 192, 3, 2), np.float32), 1, 1) == "chunked"
     assert kernels.conv_path(x, W3[:8], 1, 1) == "chunked"            # 8 maps out
     assert kernels.conv_path(x, W3, 1, -1) == "chunked"                # bad: the checks say so
+    # LeNet-5's C5: 16 maps of 5x5 into a 5x5 kernel, one output per map.
+    assert kernels.conv_path(np.zeros((2, 16, 5, 5), np.float32),
+                             np.zeros((120, 16, 5, 5), np.float32), 1, 0) == "chunked"
 
 
 # -------------------------------------------- thread-count determinism ----

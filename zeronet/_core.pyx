@@ -428,6 +428,12 @@ cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W
                     y[first + i, o, p] = out[t, i * P + p, o] + b[o]
 
 
+# From this many output positions an image on, the backward pass multiplies
+# image by image (it reads dout as it lies); below, a chunk at once (one
+# product of more rows instead of many tiny ones).
+cdef Py_ssize_t PER_IMAGE_POSITIONS = 16
+
+
 cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] W,
                          const floating[:, :, ::1] dout, floating[:, :, :, ::1] dx,
                          floating[:, :, ::1] dW_parts, floating[:, :, ::1] col,
@@ -437,8 +443,9 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
                          Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
                          int groups, bint input_grad, int num_threads) noexcept:
     """conv_backward's loop. ``x`` and ``dx`` unpadded; per thread, as in
-    _conv_forward, ``col``, ``dcol`` and ``drows`` (dout as rows), and room
-    for one padded image: ``x_padded`` (border zero) and ``dx_padded``."""
+    _conv_forward, ``col``, ``dcol`` and ``drows`` (dout as rows, used below
+    PER_IMAGE_POSITIONS), and room for one padded image: ``x_padded`` (border
+    zero) and ``dx_padded``."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], Wd = x.shape[3]
     cdef Py_ssize_t Hp = H + 2 * PH, Wp = Wd + 2 * PW
     cdef Py_ssize_t OC = W.shape[0], P = OH * OW, per_chunk = col.shape[1] // P
@@ -463,24 +470,42 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
             if n > per_chunk:
                 n = per_chunk
             rows = <int> (n * P)
-            beta = 0 if chunk == part * chunks // parts else 1
             for i in range(n):
                 image = _pad_image(&x[first + i, 0, 0, 0], &x_padded[t, 0], C, H, Wd, PH, PW)
                 for oh in range(OH):
                     _im2col_row(&col[t, (i * OH + oh) * OW, 0], image, C, Hp, Wp,
                                 oh * SH, KH, KW, SW, OW, K)
-                # dout's maps as rows like col's: (position, map)
-                for o in range(OC):
-                    for p in range(P):
-                        drows[t, i * P + p, o] = dout[first + i, o, p]
-            for g in range(groups):
-                # dW[g's maps] (+)= drows[:, g's maps].T @ col[:, g's columns]
-                _matmul(True, False, OCg, Kg, rows, &drows[t, 0, g * OCg], <int> OC,
-                        &col[t, 0, g * Kg], K, beta, &dW_parts[part, g * OCg, 0], Kg)
-                if input_grad:
-                    # dcol[:, g's columns] = drows[:, g's maps] @ W[g's maps]
-                    _matmul(False, False, rows, Kg, OCg, &drows[t, 0, g * OCg], <int> OC,
-                            &W[g * OCg, 0], Kg, 0, &dcol[t, 0, g * Kg], K)
+            if P >= PER_IMAGE_POSITIONS:
+                # Image by image: dout[n] (maps, positions) is already the
+                # transpose of col's rows for that image, so the products read
+                # it as it lies, with no copy.
+                for i in range(n):
+                    beta = 0 if chunk == part * chunks // parts and i == 0 else 1
+                    for g in range(groups):
+                        # dW[g's maps] (+)= dout[n, g's maps] @ col_n[:, g's columns]
+                        _matmul(False, False, OCg, Kg, <int> P, &dout[first + i, g * OCg, 0],
+                                <int> P, &col[t, i * P, g * Kg], K, beta,
+                                &dW_parts[part, g * OCg, 0], Kg)
+                        if input_grad:
+                            # dcol_n[:, g's columns] = dout[n, g's maps].T @ W[g's maps]
+                            _matmul(True, False, <int> P, Kg, OCg, &dout[first + i, g * OCg, 0],
+                                    <int> P, &W[g * OCg, 0], Kg, 0, &dcol[t, i * P, g * Kg], K)
+            else:
+                # Few positions an image: one product for the whole chunk,
+                # with dout's maps turned into rows like col's (position, map).
+                beta = 0 if chunk == part * chunks // parts else 1
+                for i in range(n):
+                    for o in range(OC):
+                        for p in range(P):
+                            drows[t, i * P + p, o] = dout[first + i, o, p]
+                for g in range(groups):
+                    # dW[g's maps] (+)= drows[:, g's maps].T @ col[:, g's columns]
+                    _matmul(True, False, OCg, Kg, rows, &drows[t, 0, g * OCg], <int> OC,
+                            &col[t, 0, g * Kg], K, beta, &dW_parts[part, g * OCg, 0], Kg)
+                    if input_grad:
+                        # dcol[:, g's columns] = drows[:, g's maps] @ W[g's maps]
+                        _matmul(False, False, rows, Kg, OCg, &drows[t, 0, g * OCg], <int> OC,
+                                &W[g * OCg, 0], Kg, 0, &dcol[t, 0, g * Kg], K)
             if input_grad:
                 for i in range(n):
                     # With padding, fold into a padded image (every window

@@ -79,7 +79,7 @@ def conv_path(x, W, stride=1, pad=0, groups=1):
     :func:`conv_backward` use for these arguments (a key of CONV_PATHS)."""
     if not USING_CORE:
         return "numpy"
-    if winograd_fits(W, stride, pad, groups):
+    if winograd_fits(W, stride, pad, groups) and winograd_pays(x, W, pad):
         return "winograd"
     return "chunked"
 
@@ -99,6 +99,22 @@ def winograd_fits(W, stride=1, pad=0, groups=1, min_channels=None):
     return ("winograd" in CONV_PATHS and (sh, sw) == (1, 1) and ph == pw and kh == kw
             and kh in _core.WINOGRAD and groups >= 1 and cg >= min_channels
             and oc // groups >= min_channels)
+
+
+def winograd_pays(x, W, pad=0):
+    """Whether Winograd's blocks save at least half the multiplications on
+    maps of x's size: its m x m blocks cover the output whole, at a*a
+    products each, so maps barely larger than the kernel (LeNet-5's C5: one
+    output each) waste most of a block."""
+    try:
+        r = W.shape[2]
+        m = _core.WINOGRAD[r][0]
+        ph = window_args(1, 1, pad)[2][0]
+        oh, ow = (size + 2 * ph - r + 1 for size in x.shape[2:])
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        return False
+    blocks = -(-oh // m) * -(-ow // m)
+    return oh > 0 and ow > 0 and 2 * (m + r - 1) ** 2 * blocks <= r * r * oh * ow
 
 
 def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
