@@ -526,12 +526,11 @@ DW_PARTS = 16
 
 def _scratch(work, name, shape, dtype):
     """An array of ``shape`` kept in the dict ``work`` (contents undefined)."""
-    key = "chunked_" + name       # the caller's own scratch arrays may share the dict
-    array = work.get(key) if work is not None else None
+    array = work.get(name) if work is not None else None
     if array is None or array.shape != shape or array.dtype != dtype:
         array = np.empty(shape, dtype=dtype)
         if work is not None:
-            work[key] = array
+            work[name] = array
     return array
 
 
@@ -554,7 +553,7 @@ def _chunk_plan(x, oc, kh, kw, oh, ow):
 def _chunk_buffers(per_chunk, positions, work, dtype, threads, **widths):
     """Per-thread chunk buffers ``(threads, per_chunk*positions, width)``,
     one for each named width."""
-    return [_scratch(work, name, (threads, per_chunk * positions, width), dtype)
+    return [_scratch(work, "chunked_" + name, (threads, per_chunk * positions, width), dtype)
             for name, width in widths.items()]
 
 
@@ -564,7 +563,7 @@ def _padded_image_buffer(x, threads, ph, pw, work, name):
     hold anything) so that its border is zero; empty without padding."""
     n, c, h, w = x.shape
     size = c * (h + 2 * ph) * (w + 2 * pw) if ph or pw else 0
-    buffer = _scratch(work, name, (threads, size), x.dtype)
+    buffer = _scratch(work, "chunked_" + name, (threads, size), x.dtype)
     buffer[...] = 0
     return buffer
 
@@ -611,7 +610,7 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     oc = W.shape[0]
     k = c * kh * kw
     per_chunk, chunks, num_parts, threads = _chunk_plan(x, oc, kh, kw, oh, ow)
-    parts = _scratch(work, "dW_parts", (num_parts, oc, W.shape[1] * kh * kw), x.dtype)
+    parts = _scratch(work, "chunked_dW_parts", (num_parts, oc, W.shape[1] * kh * kw), x.dtype)
     col, dcol, drows = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads, col=k,
                                       dcol=k if input_grad else 1, drows=oc)
     if chunks == 0:
@@ -880,12 +879,9 @@ class _Winograd:
             raise ValueError(f"the Winograd convolution takes stride 1, the same pad on both "
                              f"axes and a square kernel of size {sorted(WINOGRAD)}, got stride "
                              f"{stride!r}, pad {pad!r} and a {W.shape[2]}x{W.shape[3]} kernel")
-        self.m, points = WINOGRAD[r]
+        self.m = WINOGRAD[r][0]
         self.r, self.pad, self.a = r, ph, self.m + r - 1
-        as_dtype = lambda *arrays: [np.ascontiguousarray(a, dtype=x.dtype) for a in arrays]
-        self.AT, self.G, self.BT = as_dtype(*winograd_matrices(self.m, r, points))
-        # dW sums correlations of x's tiles with dout's m x m blocks: F(r, m), same BT.
-        self.ATw, self.Gw = as_dtype(*winograd_matrices(r, self.m, points)[:2])
+        self.AT, self.G, self.BT, self.ATw, self.Gw = _winograd_matrices_in(x.dtype, r)
         n, c, h, w = x.shape
         self.oh, self.ow = h + 2 * ph - r + 1, w + 2 * pw - r + 1
         # The most tiles per image (dx's, over x, or y's), the most channels.
@@ -968,6 +964,24 @@ class _Winograd:
 
 def _tiles(size, m):
     return -(-size // m)
+
+
+_matrices = {}
+
+
+def _winograd_matrices_in(dtype, r):
+    """``AT, G, BT`` of F(m, r) and ``AT, G`` of F(r, m) (for dW: the
+    correlations of x's tiles with dout's m x m blocks; BT is the same), for
+    kernels of size r, in ``dtype``; computed once, read-only."""
+    key = (np.dtype(dtype), r, WINOGRAD[r])
+    if key not in _matrices:
+        m, points = WINOGRAD[r]
+        found = [*winograd_matrices(m, r, points), *winograd_matrices(r, m, points)[:2]]
+        found = [np.ascontiguousarray(matrix, dtype=dtype) for matrix in found]
+        for matrix in found:
+            matrix.setflags(write=False)
+        _matrices[key] = found
+    return _matrices[key]
 
 
 def _transform_blocks(X, L, width):
