@@ -28,13 +28,14 @@ ratios less than the times.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from bench_kernels import arguments, fmt, machine, median_time, ratio
 
 USER_ENV = dict(os.environ)      # see bench_kernels.py: PyTorch runs without zeronet's defaults
 
@@ -45,17 +46,6 @@ LRN_SHAPES = {"LRN at conv1 (64x24x24)": (BATCH, 64, 24, 24),
               "LRN at conv2 (192x12x12)": (BATCH, 192, 12, 12)}
 CONVS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 PAPER_LRN = dict(n=5, k=2.0, alpha=1e-4, beta=0.75)      # Krizhevsky et al. 2012 §3.3
-
-
-def median_time(fn, repeat, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def problem():
@@ -348,16 +338,6 @@ def write_params(path):
     np.savez(path, **arrays)
 
 
-def machine():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
-
-
 def best_of(runs):
     """Each case's fastest time over the rounds (per column)."""
     runs = [r for r in runs if r is not None]
@@ -368,14 +348,6 @@ def best_of(runs):
         columns = zip(*(r["results"][name] for r in runs))
         best[name] = [min((v for v in column if v is not None), default=None) for column in columns]
     return {**runs[0], "results": best}
-
-
-def fmt(t):
-    return "-" if t is None else f"{t * 1e3:.1f}"
-
-
-def ratio(a, b):
-    return "-" if a is None or b is None else f"{a / b:.2f}x"
 
 
 def report(args, zn, pt):
@@ -436,14 +408,9 @@ def report(args, zn, pt):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="alternate zeronet and PyTorch this many times; keep the best")
+    ap = arguments(__doc__)
     ap.add_argument("--eval-images", type=int, default=10000,
                     help="images for the 10-crop evaluation timing (0: skip it)")
-    ap.add_argument("--measure", choices=["zeronet", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
     args = ap.parse_args()
 

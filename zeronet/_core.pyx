@@ -1371,9 +1371,7 @@ cdef void _lrn_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
                        num_threads=_threads_for(N * C * P * LRN_WORK_PER_VALUE, num_threads)):
         n = unit // blocks
         first = (unit % blocks) * B
-        m = P - first
-        if m > B:
-            m = B
+        m = B if first + B <= P else P - first      # the last block may be short
         acc = &rows[threadid(), 0, 0]
         inverse = &rows[threadid(), 1, 0]
         power = &rows[threadid(), 2, 0]
@@ -1402,9 +1400,7 @@ cdef void _lrn_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] d
                        num_threads=_threads_for(N * C * P * LRN_WORK_PER_VALUE, num_threads)):
         n = unit // blocks
         first = (unit % blocks) * B
-        m = P - first
-        if m > B:
-            m = B
+        m = B if first + B <= P else P - first      # the last block may be short
         power = &rows[threadid(), 0, 0]             # C rows
         cross = &rows[threadid(), C, 0]             # C rows
         acc = &rows[threadid(), 2 * C, 0]

@@ -164,14 +164,19 @@ def pool_grad_check(dout, argmax, x_shape, kh, kw, sh, sw, ph, pw):
     return n, c, h, w
 
 
-def lrn_args(x, n, name="x"):
-    """Check a local response normalisation's input: a float32/float64 array
-    ``(N, C, H, W)`` (any strides; C, H, W at least 1) and a window of ``n``
-    maps, a positive odd int."""
+def float_any(x, name):
+    """Check that ``x`` is a float32/float64 array (any shape, any strides)."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+
+
+def lrn_args(x, n, name="x"):
+    """Check a local response normalisation's input: a float32/float64 array
+    ``(N, C, H, W)`` (any strides; C, H, W at least 1) and a window of ``n``
+    maps, a positive odd int."""
+    float_any(x, name)
     if x.ndim != 4:
         raise ValueError(f"{name} must have 4 dimensions (N, C, H, W), got shape {x.shape}")
     shape4(x.shape, name)
@@ -188,14 +193,6 @@ def lrn_grad_args(x, dout, n):
         raise TypeError(f"dout must be {x.dtype} like x, got {dout.dtype}")
     if dout.shape != x.shape:
         raise ValueError(f"dout must have x's shape {x.shape}, got {dout.shape}")
-
-
-def float_any(x, name):
-    """Check that ``x`` is a float32/float64 array (any shape, any strides)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
 
 
 def relu_grad_args(y, dout):
