@@ -681,16 +681,17 @@ def winograd_matrices(m, r, points):
         raise ValueError(f"F({m}, {r}) needs {a - 1} distinct points, got {points!r}")
     # f[j] = product over l != j of (p[j] - p[l]): Lagrange's denominators.
     f = np.array([np.prod([p[j] - p[l] for l in range(a - 1) if l != j]) for j in range(a - 1)])
+    # (No negative indices: this module is compiled with wraparound off.)
     AT = np.zeros((m, a))
-    AT[:, :-1] = p[None, :] ** np.arange(m)[:, None]     # evaluate at each point...
-    AT[m - 1, -1] = 1                                    # ... and at infinity
+    AT[:, :a - 1] = p[None, :] ** np.arange(m)[:, None]     # evaluate at each point...
+    AT[m - 1, a - 1] = 1                                    # ... and at infinity
     G = np.zeros((a, r))
-    G[:-1] = p[:, None] ** np.arange(r)[None, :] / f[:, None]
-    G[-1, r - 1] = 1
+    G[:a - 1] = p[:, None] ** np.arange(r)[None, :] / f[:, None]
+    G[a - 1, r - 1] = 1
     BT = np.zeros((a, a))
-    for j in range(a - 1):          # row j: the polynomial prod over l != j of (x - p[l])
-        BT[j, :-1] = np.poly(np.delete(p, j))[::-1]
-    BT[-1] = np.poly(p)[::-1]       # and prod over all l of (x - p[l])
+    for j in range(a - 1):      # row j: the polynomial prod over l != j of (x - p[l])
+        BT[j, :a - 1] = np.flip(np.poly(np.delete(p, j)))
+    BT[a - 1] = np.flip(np.poly(p))     # and prod over all l of (x - p[l])
     return AT, G, BT
 
 
