@@ -1,19 +1,24 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The compiled core: im2col / col2im, max pooling, and a convolution that
-runs im2col and the matrix products a few images at a time.
+"""The compiled core: im2col / col2im; a convolution that runs im2col and the
+matrix products a few images at a time; the same convolution by Winograd's
+algorithm for 3x3 and 5x5 kernels; max pooling; ReLU; local response
+normalisation.
 
 Same contract as :mod:`zeronet.reference` (read that first: it is the
-readable version). Every ``def`` here validates its arguments with the same
-checks as the reference, allocates the output in the input's dtype (or
-checks the ``out=`` array it is given), then hands typed memoryviews to a
-``cdef`` function whose loop releases the GIL (``prange(..., nogil=True)``),
-so other Python threads run meanwhile.
+readable version; Winograd's algorithm has none there, and is held against
+the reference's convolution instead). Every ``def`` here validates its
+arguments with the same checks as the reference, allocates the output in
+the input's dtype (or checks the ``out=`` array it is given), then hands
+typed memoryviews to a ``cdef`` function whose loop releases the GIL
+(``prange(..., nogil=True)``), so other Python threads run meanwhile.
 
 Parallel loops (``prange``) only run over outputs that no other iteration
 writes: rows of ``col``, images of ``dx``, ``(n, c)`` planes of pooling,
-chunks of images and fixed partial sums of the convolution. Their scratch
-space is a row per thread (indexed by ``threadid()``). So the result is
-bit-identical for any number of threads.
+chunks of images and fixed partial sums of the convolution, images and
+(tile position, group) products of Winograd's, blocks of values of ReLU and
+LRN. Their scratch space is a row per thread (indexed by ``threadid()``).
+Every matrix product runs on one thread, with sizes that do not depend on
+the thread count. So the result is bit-identical for any number of threads.
 """
 import numpy as np
 

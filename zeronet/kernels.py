@@ -1,7 +1,8 @@
-"""The one place that chooses between the compiled core and the NumPy reference.
+"""The one place that chooses between the compiled core and the NumPy reference,
+and between the ways of computing a convolution (see :func:`conv_path`).
 
-Everything else in zeronet calls ``zeronet.kernels.im2col`` and friends and
-never imports ``_core`` or ``reference`` directly.
+Everything else in zeronet calls ``zeronet.kernels.conv_forward`` and
+friends and never imports ``_core`` or ``reference`` directly.
 
 - ``ZERONET_FORCE_NUMPY=1`` in the environment selects the NumPy reference even
   when the compiled core is built (to feel the difference in speed).

@@ -2,9 +2,9 @@
 
 Same contract as the compiled core (``zeronet/_core.pyx``): same arguments,
 same checks, same errors, same outputs. Copies (im2col, pooling forward and
-its argmax) agree exactly; accumulations (col2im, pooling backward, the
-convolution) agree up to rounding, because the sums are taken in a
-different order.
+its argmax, ReLU) agree exactly; accumulations (col2im, pooling backward,
+the convolution, LRN) agree up to rounding, because the sums are taken in a
+different order (or, for LRN's powers, computed another way).
 
 Layouts (the book's, ch. 7.4):
 
