@@ -89,9 +89,9 @@ def set_num_threads(int n):
 # ---------------------------------------------------------------- im2col ----
 
 # Below this many values a loop runs on one thread: waking a sleeping
-# thread costs more than it saves on LeNet's small layers (measured: im2col
-# of a 16-digit batch at C1, 0.3 M values, 0.14 ms on one thread and 0.26 ms
-# on two). Tests lower it to 0 so the parallel paths run on small arrays.
+# thread costs more than it saves on small arrays (LeNet's layers at its
+# training batch; see benchmarks/). Tests lower it to 0 so the parallel
+# paths run on small arrays.
 cdef Py_ssize_t _min_parallel_work = 1 << 20
 # Max pooling does more work per value (a comparison per window it is in),
 # so it pays to split it from smaller sizes on.
@@ -129,8 +129,7 @@ cdef inline void _copy_windows(floating* dst, const floating* src, Py_ssize_t OW
     cdef Py_ssize_t ow
     for ow in range(OW):
         # One block copy per window: with KW a constant the compiler turns it
-        # into a couple of vector moves (1.3-2.7x faster than copying value
-        # by value, LeNet's and the 64-channel 5x5 shapes, 1 and 2 threads).
+        # into a couple of vector moves instead of a loop value by value.
         memcpy(dst + ow * K, src + ow * SW, KW * sizeof(floating))
 
 
@@ -206,9 +205,8 @@ cdef inline void _add_windows(floating* dst, const floating* src, Py_ssize_t OW,
     """dst[ow*SW + kx] += src[ow*K + kx]: the adjoint of _copy_windows."""
     cdef Py_ssize_t ow, kx
     # Window by window: its KW values are contiguous in col and in dx, so
-    # with KW a constant they are added as one short vector. (kx outermost,
-    # the order before, was 1.1-2.4x slower on LeNet's C1 and C3 and the
-    # 64-channel 5x5 shapes.)
+    # with KW a constant they are added as one short vector (with kx
+    # outermost they would be added one at a time).
     for ow in range(OW):
         for kx in range(KW):
             dst[ow * SW + kx] += src[ow * K + kx]
@@ -282,16 +280,14 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
 # The convolution as Convolution's im2col + matrix products, but a few images
 # at a time: each thread unfolds a chunk of images into its own small col
 # (it stays in cache) and multiplies it at once, instead of writing the whole
-# batch's col to memory and reading it back for each product (118 MB for
-# 128 images of 64x12x12 under a 5x5 kernel).
+# batch's col to memory and reading it back for each product (col holds
+# KH*KW times as many values as x: 25 times for a 5x5 kernel).
 
 # The BLAS the convolution calls. By default SciPy's (scipy.linalg.cython_blas,
 # known at build time). kernels.py hands over NumPy's own OpenBLAS instead
 # when it finds one with 64-bit integer arguments (the "_64_" symbols of
 # NumPy's wheels): then the whole framework runs on one BLAS, and NumPy's
-# is often the newer and faster one (here OpenBLAS 0.3.31 against SciPy's
-# 0.3.30: 84-86 GFLOP/s against 55-76 on one thread, on the three products
-# of the 64x12x12 -> 64@5x5 convolution's chunks).
+# is often the newer and faster one.
 ctypedef void (*sgemm64_t)(const char*, const char*, const int64_t*, const int64_t*,
                            const int64_t*, const float*, const float*, const int64_t*,
                            const float*, const int64_t*, const float*, float*,
@@ -353,10 +349,8 @@ cdef inline void _matmul(bint trans_a, bint trans_b, int M, int N, int K,
 
 
 # Images per chunk: enough for the chunk's col to fill about this many
-# bytes, which keeps it in a core's cache (512 KiB of L2 here) while the
-# products on it stay large enough for BLAS to run at speed. Measured at
-# batch 128 on 2 threads: 1 to 8 images per chunk ran LeNet's C3 within
-# noise of each other, 32 images (1.9 MB) 2x slower.
+# bytes, which keeps it in a core's cache while the products on it stay
+# large enough for BLAS to run at speed.
 CHUNK_BYTES = 1 << 19
 
 
@@ -367,7 +361,7 @@ cdef inline const floating* _pad_image(const floating* image, floating* room, Py
     H+2PH, W+2PW)``, whose border is zero already; returns the padded image
     (``image`` itself without padding). Each thread pads image by image
     into a buffer that stays in its cache, instead of np.pad copying the
-    whole batch on one thread (2-3 ms of the 64x12x12 convolution, twice)."""
+    whole batch on one thread, in forward and again in backward."""
     cdef Py_ssize_t c, h, Hp = H + 2 * PH, Wp = W + 2 * PW
     if PH == 0 and PW == 0:
         return image

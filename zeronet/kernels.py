@@ -179,9 +179,9 @@ def set_blas_threads(n):
     """Limit the BLAS library behind NumPy's matrix products to ``n`` threads.
 
     Small networks lose time when BLAS splits their small products between
-    threads (LeNet-5 at batch 16: 5.7 ms per step with 2 BLAS threads, 4.2 ms
-    with 1, on a 2-core machine). Unlike the compiled kernels, BLAS may round
-    differently with a different thread count.
+    threads (LeNet-5 at its training batch of 16, for one). Unlike the
+    compiled kernels, BLAS may round differently with a different thread
+    count.
     """
     from threadpoolctl import threadpool_limits
     if n < 1:
@@ -199,8 +199,8 @@ _blas_saved = []       # the thread counts to restore when the last one leaves
 def _blas_on_one_thread():
     """Keep each BLAS call on its caller's thread while the compiled
     convolution runs: its threads call BLAS at the same time, and a BLAS
-    that split each call again would put 4 threads on 2 cores (the 64x12x12
-    convolution of the benchmark took 2-5x longer, forward and backward).
+    that split each call again would put more threads on the cores than
+    there are cores, and all of them would wait on each other.
 
     With one thread of ours, BLAS stays on one thread as well: its result
     may depend on how many threads share a product, and ours must not.
