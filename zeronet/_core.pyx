@@ -862,7 +862,7 @@ cdef void _transform_rows(floating[:, ::1] out, const floating[:, ::1] src,
 # step to the next; but at least enough for WINOGRAD_MIN_ROWS tiles, the
 # rows of the matrix products (fewer and BLAS runs well below its speed).
 WINOGRAD_SLAB_BYTES = 1 << 20
-WINOGRAD_MIN_ROWS = 64
+WINOGRAD_MIN_ROWS = 128
 # Values added to every row of a tile-transform buffer (see _Winograd.buffer).
 PLANE_PAD = 16
 
