@@ -86,6 +86,13 @@ def set_num_threads(int n):
     _num_threads = n if ZN_HAS_OPENMP else 1
 
 
+cdef enum:
+    # Values summed side by side in the loops that add up a few vectors
+    # (_combine, the LRN's window sums): the running sums stay in registers
+    # instead of going to memory after every term.
+    LANES = 16
+
+
 # ---------------------------------------------------------------- im2col ----
 
 # Below this many values a loop runs on one thread: waking a sleeping
@@ -694,12 +701,6 @@ def winograd_matrices(m, r, points):
     return AT, G, BT
 
 
-cdef enum:
-    # Channels combined at once in _combine: their running sums stay in
-    # registers instead of going to memory after every term.
-    LANES = 16
-
-
 cdef inline void _combine(floating* out, const floating* src, Py_ssize_t step,
                           const floating* w, Py_ssize_t count, Py_ssize_t K) noexcept nogil:
     """out[k] = sum over i < count of w[i] * src[i*step + k], for k < K: a
@@ -1280,23 +1281,43 @@ cdef inline floating _sqrt(floating v) noexcept nogil:
 cdef inline void _window_squares(floating* acc, const floating* x, Py_ssize_t lo,
                                  Py_ssize_t hi, Py_ssize_t plane, Py_ssize_t m) noexcept nogil:
     """acc[p] = x[lo, p]^2 + ... + x[hi - 1, p]^2 for the first ``m``
-    positions p of maps ``plane`` values apart."""
-    cdef Py_ssize_t j, p
-    for p in range(m):
+    positions p of maps ``plane`` values apart. LANES positions at a time,
+    their sums kept in registers over the window (not stored after each map)."""
+    cdef floating part[LANES]
+    cdef Py_ssize_t block, first, j, p
+    for block in range(m // LANES):
+        first = block * LANES
+        for p in range(LANES):
+            part[p] = x[lo * plane + first + p] * x[lo * plane + first + p]
+        for j in range(lo + 1, hi):
+            for p in range(LANES):
+                part[p] += x[j * plane + first + p] * x[j * plane + first + p]
+        for p in range(LANES):
+            acc[first + p] = part[p]
+    for p in range(m // LANES * LANES, m):
         acc[p] = x[lo * plane + p] * x[lo * plane + p]
-    for j in range(lo + 1, hi):
-        for p in range(m):
+        for j in range(lo + 1, hi):
             acc[p] += x[j * plane + p] * x[j * plane + p]
 
 
 cdef inline void _window_sums(floating* acc, const floating* rows, Py_ssize_t lo,
                               Py_ssize_t hi, Py_ssize_t stride, Py_ssize_t m) noexcept nogil:
-    """acc[p] = rows[lo, p] + ... + rows[hi - 1, p], rows ``stride`` apart."""
-    cdef Py_ssize_t j, p
-    for p in range(m):
+    """acc[p] = rows[lo, p] + ... + rows[hi - 1, p], rows ``stride`` apart;
+    LANES positions at a time, as _window_squares."""
+    cdef floating part[LANES]
+    cdef Py_ssize_t block, first, j, p
+    for block in range(m // LANES):
+        first = block * LANES
+        for p in range(LANES):
+            part[p] = rows[lo * stride + first + p]
+        for j in range(lo + 1, hi):
+            for p in range(LANES):
+                part[p] += rows[j * stride + first + p]
+        for p in range(LANES):
+            acc[first + p] = part[p]
+    for p in range(m // LANES * LANES, m):
         acc[p] = rows[lo * stride + p]
-    for j in range(lo + 1, hi):
-        for p in range(m):
+        for j in range(lo + 1, hi):
             acc[p] += rows[j * stride + p]
 
 
