@@ -3,7 +3,8 @@
 OpenMP is probed: if the C compiler accepts ``-fopenmp`` the kernels run in
 parallel, otherwise they are built serial (same results, one thread).
 Set ``ZERONET_NO_OPENMP=1`` to force the serial build. No ``-ffast-math``:
-the core must agree with the NumPy reference.
+the core must agree with the NumPy reference (``-fno-math-errno`` changes
+no result: it only spares ``sqrt`` setting ``errno``).
 """
 import os
 import shutil
@@ -42,7 +43,10 @@ class BuildExt(build_ext):
         print(f"zeronet: building _core {'with' if use_openmp else 'without'} OpenMP"
               f"{' (ZERONET_NO_OPENMP set)' if forced_off else ''}", file=sys.stderr)
         for ext in self.extensions:
-            ext.extra_compile_args = ["-O3"] + (["-fopenmp"] if use_openmp else [])
+            # -fno-math-errno only stops sqrt from setting errno (its results
+            # stay IEEE's), so that loops of square roots become vector code.
+            ext.extra_compile_args = (["-O3", "-fno-math-errno"]
+                                      + (["-fopenmp"] if use_openmp else []))
             ext.extra_link_args = ["-fopenmp"] if use_openmp else []
         super().build_extensions()
 

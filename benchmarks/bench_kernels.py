@@ -207,14 +207,21 @@ def ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}x"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(doc):
+    """The options both benchmarks take: threads, repeats, rounds, and the
+    hidden one that makes a subprocess measure one implementation."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternate zeronet and PyTorch this many times; keep the best")
-    ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference run")
     ap.add_argument("--measure", choices=["zeronet", "torch"], help=argparse.SUPPRESS)
+    return ap
+
+
+def main():
+    ap = arguments(__doc__)
+    ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference run")
     args = ap.parse_args()
 
     if args.measure:  # one implementation, alone in this process

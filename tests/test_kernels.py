@@ -452,9 +452,14 @@ CONV_TOL = {np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
             np.dtype(np.float64): dict(rtol=1e-12, atol=1e-12)}
 
 
-def assert_conv_close(actual, expected, what):
+def assert_conv_close(actual, expected, what, winograd=False):
+    """``winograd``: Winograd's rounding error follows the size of the
+    outputs around (those of a tile), not each output's own: so the
+    absolute tolerance is measured against the largest output."""
     check_layout(actual, expected.astype(actual.dtype), what)
-    tol = CONV_TOL[actual.dtype]
+    tol = dict(CONV_TOL[actual.dtype])
+    if winograd and expected.size:
+        tol["atol"] *= 2 * max(1.0, float(np.abs(expected).max()))
     ok = np.isclose(actual, expected, **tol)
     if not ok.all():
         pytest.fail(f"{what} differs beyond rtol={tol['rtol']}, atol={tol['atol']}: "
@@ -584,9 +589,9 @@ def test_conv_on_scipy_blas_matches_naive(scipy_blas, dtype, monkeypatch):
 
 def test_core_calls_numpys_blas_when_numpy_brings_one(core):
     # pip's NumPy brings OpenBLAS with 64-bit gemm: then the core calls it,
-    # unless ZERONET_BLAS=scipy.
+    # unless ZERONET_BLAS=scipy (or the core is not in use at all).
     found = zeronet.kernels._numpy_blas64()
-    if found is None or zeronet.kernels.FORCED_SCIPY_BLAS:
+    if found is None or zeronet.kernels.FORCED_SCIPY_BLAS or not zeronet.kernels.USING_CORE:
         assert core.blas_in_use() == "scipy.linalg.cython_blas"
     else:
         assert core.blas_in_use().startswith("NumPy's")
@@ -607,6 +612,196 @@ def test_numpy_blas_that_cannot_be_opened_is_passed_over(core, monkeypatch):
 def test_use_blas64_needs_both_addresses(core):
     with pytest.raises(ValueError, match="both"):
         core._use_blas64(1, 0, "half")
+
+
+# ---------------------------------------------------------------- ReLU ----
+
+def naive_relu(x, dout):
+    """y and dx one value at a time: y = 0 where x <= 0, else x (NaN stays);
+    dx = 0 where x <= 0, else dout."""
+    y, dx = np.empty_like(x), np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        y[i] = 0 if x[i] <= 0 else x[i]
+        dx[i] = 0 if x[i] <= 0 else dout[i]
+    return y, dx
+
+
+@dtypes
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (7,), (3, 1), (0, 4), ()])
+def test_relu_matches_naive(impl, dtype, shape):
+    rng = np.random.default_rng(40)
+    x = make_input(shape, dtype, rng)
+    if x.size >= 4:     # the edge cases: -0.0, NaN, +-inf
+        x.flat[:4] = [-0.0, np.nan, np.inf, -np.inf]
+    dout = make_input(shape, dtype, rng)
+    y_naive, dx_naive = naive_relu(x, dout)
+    y = impl.relu_forward(x)
+    assert_bit_identical(y, y_naive, "relu_forward")
+    assert_bit_identical(impl.relu_backward(y, dout), dx_naive, "relu_backward")
+
+
+@dtypes
+def test_relu_takes_non_contiguous_input(impl, dtype):
+    rng = np.random.default_rng(41)
+    x = make_input((4, 6, 5), dtype, rng).transpose(2, 0, 1)[:, ::2]
+    dout = make_input((5, 2, 12), dtype, rng)[:, :, ::2]
+    y_naive, dx_naive = naive_relu(x, dout)
+    assert_bit_identical(impl.relu_forward(x), y_naive, "relu_forward")
+    assert_bit_identical(impl.relu_backward(impl.relu_forward(x), dout), dx_naive, "relu_backward")
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda k: k.relu_forward(np.ones(3, np.int32)), TypeError, "float32 or float64"),
+    (lambda k: k.relu_forward([1.0, -1.0]), TypeError, "numpy.ndarray"),
+    (lambda k: k.relu_backward(np.ones(3), np.ones(4)), ValueError, "y's shape"),
+    (lambda k: k.relu_backward(np.ones(3), np.ones(3, np.float32)), TypeError, "float64 like y"),
+])
+def test_relu_bad_input_raises(impl, call, error, match):
+    with pytest.raises(error, match=match):
+        call(impl)
+
+
+# ------------------------------------------------------------ Winograd ----
+
+@pytest.mark.parametrize("r", [3, 5])
+@pytest.mark.parametrize("swapped", [False, True], ids=["F(m,r)", "F(r,m)"])
+def test_winograd_matrices_compute_correlations(core, r, swapped):
+    # In one dimension, AT ((G g) * (BT d)) is the correlation of d with g,
+    # for F(m, r) (the convolution) and F(r, m) (its weight gradient).
+    m, points = core.WINOGRAD[r]
+    out, taps = (r, m) if swapped else (m, r)
+    AT, G, BT = core.winograd_matrices(out, taps, points)
+    assert np.array_equal(BT, core.winograd_matrices(m, r, points)[2]), "F(r, m) has its own BT"
+    rng = np.random.default_rng(30)
+    for _ in range(5):
+        d, g = rng.standard_normal(out + taps - 1), rng.standard_normal(taps)
+        expected = [sum(d[i + k] * g[k] for k in range(taps)) for i in range(out)]
+        got = AT @ ((G @ g) * (BT @ d))
+        assert np.allclose(got, expected, rtol=1e-12, atol=1e-12), f"{got} != {expected}"
+
+
+def test_winograd_matrices_need_distinct_points(core):
+    with pytest.raises(ValueError, match="distinct points"):
+        core.winograd_matrices(2, 3, (0, 1, 1))
+    with pytest.raises(ValueError, match="distinct points"):
+        core.winograd_matrices(2, 3, (0, 1))
+
+
+# (x_shape, OC, r, pad, groups): maps not a multiple of the m x m blocks,
+# non-square, smaller than one tile, a pad of 0, or wider than r - 1 (then
+# dx crops dout instead of padding it), N = 1, two groups.
+WINOGRAD_CASES = [
+    pytest.param((2, 4, 6, 6), 6, 3, 1, 1, id="3x3-same"),
+    pytest.param((3, 4, 7, 5), 4, 3, 1, 2, id="3x3-odd-groups2"),
+    pytest.param((1, 3, 8, 4), 5, 3, 0, 1, id="3x3-pad0-N1"),
+    pytest.param((2, 2, 2, 3), 3, 3, 2, 1, id="3x3-pad2-tiny"),
+    pytest.param((2, 2, 3, 3), 2, 3, 4, 1, id="3x3-pad-wider-than-kernel"),
+    pytest.param((2, 6, 12, 11), 4, 5, 2, 2, id="5x5-same-groups2"),
+    pytest.param((2, 3, 9, 10), 2, 5, 0, 1, id="5x5-pad0"),
+    pytest.param((1, 2, 3, 3), 2, 5, 3, 1, id="5x5-pad3-tiny"),
+]
+
+
+@pytest.fixture(params=["whole batch", "one image per slab"])
+def slabs(request, monkeypatch):
+    """The Winograd convolution's slabs: the whole small batch in one, or
+    one image each (so that the weight gradient sums over several)."""
+    core = load_core()
+    if request.param == "one image per slab":
+        monkeypatch.setattr(core, "WINOGRAD_SLAB_BYTES", 1)
+        monkeypatch.setattr(core, "WINOGRAD_MIN_ROWS", 1)
+    return core
+
+
+@dtypes
+@pytest.mark.parametrize("x_shape, oc, r, pad, groups", WINOGRAD_CASES)
+def test_winograd_conv_matches_naive_and_reference(slabs, dtype, x_shape, oc, r, pad, groups):
+    core = slabs
+    rng = np.random.default_rng(31)
+    x = make_input(x_shape, dtype, rng)
+    W = make_input((oc, x_shape[1] // groups, r, r), dtype, rng)
+    b = make_input((oc,), dtype, rng)
+    y = core.winograd_conv_forward(x, W, b, 1, pad, groups)
+    assert_conv_close(y, naive.conv_forward(x, W, b, 1, pad, groups), "winograd forward", True)
+    assert_conv_close(y, reference.conv_forward(x, W, b, 1, pad, groups),
+                      "winograd forward against the reference", True)
+    dout = make_input(y.shape, dtype, rng)
+    dx, dW = core.winograd_conv_backward(x, W, dout, 1, pad, groups)
+    for got, expected, name in zip((dx, dW), naive.conv_backward(x, W, dout, 1, pad, groups),
+                                   ["dx", "dW"]):
+        assert_conv_close(got, expected, f"winograd backward {name}", True)
+    for got, expected, name in zip((dx, dW), reference.conv_backward(x, W, dout, 1, pad, groups),
+                                   ["dx", "dW"]):
+        assert_conv_close(got, expected, f"winograd backward {name} against the reference", True)
+    no_dx, dW_alone = core.winograd_conv_backward(x, W, dout, 1, pad, groups, input_grad=False)
+    assert no_dx is None
+    assert_bit_identical(dW_alone, dW, "dW computed without dx")
+
+
+def test_winograd_conv_ignores_what_the_scratch_arrays_held(slabs):
+    core = slabs
+    rng = np.random.default_rng(32)
+    x = make_input((5, 4, 7, 6), np.float64, rng)
+    W = make_input((6, 2, 3, 3), np.float64, rng)
+    b = make_input((6,), np.float64, rng)
+    work = {}
+    y = core.winograd_conv_forward(x, W, b, 1, 1, 2, work)
+    dout = make_input(y.shape, np.float64, rng)
+    dx, dW = core.winograd_conv_backward(x, W, dout, 1, 1, 2, True, work)
+    assert work and all(isinstance(a, np.ndarray) for a in work.values())
+    for scratch in work.values():
+        scratch.fill(np.nan)
+    assert_bit_identical(core.winograd_conv_forward(x, W, b, 1, 1, 2, work), y,
+                         "winograd forward after NaN in its scratch arrays")
+    for got, expected, name in zip(core.winograd_conv_backward(x, W, dout, 1, 1, 2, True, work),
+                                   (dx, dW), ["dx", "dW"]):
+        assert_bit_identical(got, expected, f"winograd backward {name} after NaN in its scratch")
+
+
+def test_winograd_empty_batch(core):
+    x = np.zeros((0, 2, 5, 5), dtype=np.float32)
+    W = np.ones((3, 2, 3, 3), dtype=np.float32)
+    y = core.winograd_conv_forward(x, W, np.ones(3, np.float32), 1, 1)
+    assert y.shape == (0, 3, 5, 5)
+    dx, dW = core.winograd_conv_backward(x, W, y, 1, 1)
+    assert dx.shape == x.shape and dW.shape == W.shape and not dW.any()
+
+
+@pytest.mark.parametrize("W_shape, stride, pad, match", [
+    ((3, 2, 3, 3), 2, 1, "stride 1"),
+    ((3, 2, 3, 2), 1, 1, "square kernel"),
+    ((3, 2, 2, 2), 1, 0, "square kernel of size"),
+    ((3, 2, 3, 3), 1, (1, 0), "same pad"),
+])
+def test_winograd_refuses_what_it_cannot_compute(core, W_shape, stride, pad, match):
+    x = np.zeros((1, 2, 6, 6), np.float32)
+    W, b = np.zeros(W_shape, np.float32), np.zeros(3, np.float32)
+    dout = reference.conv_forward(x, W, b, stride, pad)
+    with pytest.raises(ValueError, match=match):
+        core.winograd_conv_forward(x, W, b, stride, pad)
+    with pytest.raises(ValueError, match=match):
+        core.winograd_conv_backward(x, W, dout, stride, pad)
+
+
+def test_conv_path_choice():
+    kernels = zeronet.kernels
+    W3 = np.zeros((384, 192, 3, 3), np.float32)       # AlexNet-CIFAR's conv3
+    W1 = np.zeros((64, 3, 5, 5), np.float32)          # its conv1: 3 input channels
+    x = np.zeros((2, 192, 6, 6), np.float32)
+    if not kernels.USING_CORE:
+        assert kernels.conv_path(x, W3, 1, 1) == "numpy"
+        return
+    assert kernels.conv_path(x, W3, 1, 1) == "winograd"
+    assert kernels.conv_path(x, np.zeros((192, 32, 5, 5), np.float32), 1, 2, 2) == "winograd"
+    assert kernels.conv_path(x, W1, 1, 2) == "chunked"
+    assert kernels.conv_path(x, W3, 2, 1) == "chunked"                 # stride 2
+    assert kernels.conv_path(x, W3, 1, (1, 0)) == "chunked"            # pads differ
+    assert kernels.conv_path(x, np.zeros((384, 192, 3, 2), np.float32), 1, 1) == "chunked"
+    assert kernels.conv_path(x, W3[:8], 1, 1) == "chunked"            # 8 maps out
+    assert kernels.conv_path(x, W3, 1, -1) == "chunked"                # bad: the checks say so
+    # LeNet-5's C5: 16 maps of 5x5 into a 5x5 kernel, one output per map.
+    assert kernels.conv_path(np.zeros((2, 16, 5, 5), np.float32),
+                             np.zeros((120, 16, 5, 5), np.float32), 1, 0) == "chunked"
 
 
 # -------------------------------------------- thread-count determinism ----
@@ -646,18 +841,41 @@ def run_every_kernel(core, x, col, dout_seed):
     y_unpadded = zeronet.kernels.conv_forward(x, W, b, stride=(2, 1))
     dy = make_input(y_unpadded.shape, x.dtype, np.random.default_rng(dout_seed + 4))
     dx_unpadded, dW_unpadded = zeronet.kernels.conv_backward(x, W, dy, stride=(2, 1))
+    # The Winograd convolution: 3x3 and 5x5 kernels, one image per slab
+    # (set by the caller), so that the weight gradient sums over slabs.
+    forward, backward = core.winograd_conv_forward, core.winograd_conv_backward
+    winograd = {}
+    for r in (3, 5):
+        Ww = make_input((4, 5, r, r), x.dtype, np.random.default_rng(dout_seed + r))
+        with zeronet.kernels._blas_on_one_thread():
+            yw = forward(x, Ww, b[:4], 1, r // 2)
+            dyw = make_input(yw.shape, x.dtype, np.random.default_rng(dout_seed + 5))
+            dxw, dWw = backward(x, Ww, dyw, 1, r // 2)
+        winograd.update({f"winograd {r}x{r} y": yw, f"winograd {r}x{r} dx": dxw,
+                         f"winograd {r}x{r} dW": dWw})
+    dlrn = make_input(x.shape, x.dtype, np.random.default_rng(dout_seed + 6))
+    # ReLU over several blocks of its loop.
+    big = make_input((5, 13, 31, 29), x.dtype, np.random.default_rng(dout_seed + 7))
+    relu = {"relu_forward": core.relu_forward(big),
+            "relu_backward": core.relu_backward(core.relu_forward(big), big[::-1].copy())}
+    lrn = {"lrn_forward": core.lrn_forward(x, 5, 2.0, 1e-3, 0.75),
+           "lrn_backward": core.lrn_backward(x, dlrn, 5, 2.0, 1e-3, 0.75)}
     return {"im2col": cols, "col2im": dx, "maxpool out": out, "maxpool argmax": argmax,
             "maxpool_backward": dxp, "conv_forward": y, "conv_backward dx": dx_conv,
             "conv_backward dW": dW, "conv_forward unpadded": y_unpadded,
-            "conv_backward dx unpadded": dx_unpadded, "conv_backward dW unpadded": dW_unpadded}
+            "conv_backward dx unpadded": dx_unpadded, "conv_backward dW unpadded": dW_unpadded,
+            **winograd, **lrn, **relu}
 
 
 @dtypes
 @pytest.mark.parametrize("threads", [2, 3, 4])
 def test_results_do_not_depend_on_thread_count(restore_threads, dtype, threads, monkeypatch):
     core = restore_threads
-    # One image per convolution chunk: 8 chunks, 8 weight-gradient partials.
+    # One image per convolution chunk: 8 chunks, 8 weight-gradient partials;
+    # one per Winograd slab.
     monkeypatch.setattr(core, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(core, "WINOGRAD_SLAB_BYTES", 1)
+    monkeypatch.setattr(core, "WINOGRAD_MIN_ROWS", 1)
     if not core.HAS_OPENMP:
         pytest.skip("zeronet._core was built without OpenMP: it always runs on one thread")
     rng = np.random.default_rng(10)

@@ -104,7 +104,11 @@ CONV_CASES = {
                    table=[[1, 0, 0], [1, 1, 0], [0, 1, 1], [1, 1, 1]]), (2, 3, 5, 6)),
     "batch_of_one_odd": (dict(in_channels=2, out_channels=3, kernel_size=(3, 1), stride=(1, 3),
                               pad=(2, 1)), (1, 2, 5, 7)),
-    # The window is the whole image (LeNet-5's C5): im2col is skipped.
+    # 3x3 and 5x5 kernels, stride 1: Winograd's algorithm applies.
+    "3x3_same_groups2": (dict(in_channels=4, out_channels=6, kernel_size=3, pad=1, groups=2),
+                         (2, 4, 5, 7)),
+    "5x5_same": (dict(in_channels=2, out_channels=3, kernel_size=5, pad=2), (1, 2, 6, 5)),
+    # The window is the whole image (LeNet-5's C5).
     "window_is_image": (dict(in_channels=3, out_channels=4, kernel_size=(4, 3)), (2, 3, 4, 3)),
     "window_is_image_groups": (dict(in_channels=4, out_channels=2, kernel_size=(2, 3), groups=2),
                                (3, 4, 2, 3)),
@@ -116,36 +120,45 @@ def make_conv(kwargs, rng, dtype="float64"):
     return L.Convolution(**kwargs, dtype=dtype, rng=rng, bias_init={"type": "Gaussian", "std": 0.5})
 
 
-def use_conv_path(path, monkeypatch):
-    """Send every Convolution through one of its code paths: the weight
-    gradient per image or as one product (picked by the size of the weight
-    matrix), or the compiled chunked convolution (picked by the size of the
-    im2col matrix; the NumPy path has only the first two)."""
-    if path == "chunked" and not kernels.USING_CORE:
-        pytest.skip("the chunked convolution is part of the compiled core")
-    monkeypatch.setattr(L, "PER_IMAGE_DW_BELOW", 10**9 if path == "per_image" else 0)
-    monkeypatch.setattr(L, "CHUNKED_ABOVE", -1 if path == "chunked" else 10**18)
+def use_conv_path(path, monkeypatch, kwargs):
+    """Send every Convolution through one of the computations of
+    ``zeronet.kernels`` (see ``kernels.conv_path``); skip the test where
+    that computation does not apply. Returns the list of paths taken."""
+    if path not in kernels.CONV_PATHS:
+        pytest.skip(f"the {path} convolution is part of the compiled core")
+    layer = L.Convolution(**kwargs)
+    if path == "winograd" and not kernels.winograd_fits(layer.weights(), layer.stride, layer.pad,
+                                                        layer.groups, min_channels=1):
+        pytest.skip("Winograd's algorithm takes stride 1, a 3x3 or 5x5 kernel, the same pad")
+    taken = []
+
+    def chosen(*args):
+        taken.append(path)
+        return path
+    monkeypatch.setattr(kernels, "conv_path", chosen)
     if path == "chunked":
         # One image per chunk: even these small batches are split in chunks
         # (and threads) and the weight gradient in partial sums.
         monkeypatch.setattr(kernels._core, "CHUNK_BYTES", 1)
+    if path == "winograd":      # the same, by slabs
+        monkeypatch.setattr(kernels._core, "WINOGRAD_SLAB_BYTES", 1)
+        monkeypatch.setattr(kernels._core, "WINOGRAD_MIN_ROWS", 1)
+    return taken
 
 
-CONV_PATHS = ["per_image", "one_product", "chunked"]
+CONV_PATHS = ["numpy", "chunked", "winograd"]
 
 
 @pytest.mark.parametrize("path", CONV_PATHS)
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
 def test_convolution_gradients(case, path, monkeypatch):
-    # Every case runs through every code path.
-    use_conv_path(path, monkeypatch)
-    rng = np.random.default_rng(10)
+    # Every case runs through every computation that applies to it.
     kwargs, shape = CONV_CASES[case]
+    taken = use_conv_path(path, monkeypatch, kwargs)
+    rng = np.random.default_rng(10)
     layer = make_conv(kwargs, rng)
     assert_gradients(layer, rng.standard_normal(shape), rng)
-    # Which way the forward went: the whole-image window has its own.
-    chunked = path == "chunked" and not case.startswith("window_is_image")
-    assert (layer.col is None) == chunked, f"{case} did not take the {path} path"
+    assert taken and set(taken) == {path}, f"{case} did not take the {path} path"
 
 
 @pytest.mark.parametrize("kwargs, shape", [

@@ -54,9 +54,9 @@ def assert_curvature_matches_oracle(make, x, rng, train=False):
 @pytest.mark.parametrize("path", CONV_PATHS)
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
 def test_convolution_curvature(case, path, monkeypatch):
-    use_conv_path(path, monkeypatch)
-    rng = np.random.default_rng(200)
     kwargs, shape = CONV_CASES[case]
+    use_conv_path(path, monkeypatch, kwargs)
+    rng = np.random.default_rng(200)
     assert_curvature_matches_oracle(lambda: make_conv(kwargs, np.random.default_rng(7)),
                                     rng.standard_normal(shape), rng)
 

@@ -86,6 +86,56 @@ def test_pooling_net_identical_for_one_and_two_threads(dtype, restore_threads):
     assert_identical(one, two, f"pooling net {dtype}")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_alexnet_identical_for_one_and_two_threads(dtype, restore_threads):
+    # A narrow AlexNet-CIFAR: LRN, overlapping pooling in ceil mode, grouped
+    # convolutions, some of them (conv3-5) computed by Winograd's algorithm.
+    rng = np.random.default_rng(2)
+    mean = rng.uniform(0, 255, (3, 32, 32))
+    net = models.alexnet_cifar(rng, mean, widths=(8, 16, 32, 32, 32), hidden=16, dtype=dtype)
+    assert kernels.conv_path(np.empty((1, 16, 6, 6)), net.layers["conv3"].weights(), 1, 1) \
+        == "winograd"
+    x = rng.integers(0, 256, (6, 3, 24, 24), dtype=np.uint8)
+    t = rng.integers(0, 10, size=6)
+    one = forward_backward(net, x, t, 1)
+    two = forward_backward(net, x, t, 2)
+    assert_identical(one, two, f"AlexNet-CIFAR {dtype}")
+
+
+def test_chunked_convolution_keeps_blas_on_one_thread_with_one_thread_of_ours(restore_threads,
+                                                                             monkeypatch):
+    # With our threads set to 1, BLAS used to keep its own two threads: its
+    # products then added up in another order, and dW differed from the one
+    # computed with two threads of ours (by up to 6.5e-5 on AlexNet's conv2).
+    if not kernels.HAS_OPENMP:
+        pytest.skip("without OpenMP the convolution always runs on one thread")
+    from threadpoolctl import threadpool_limits
+    monkeypatch.setattr(kernels, "conv_path", lambda *args: "chunked")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 64, 12, 12)).astype(np.float32)
+    W = (0.05 * rng.standard_normal((192, 32, 5, 5))).astype(np.float32)
+    b = np.zeros(192, np.float32)
+    dout = rng.standard_normal((32, 192, 12, 12)).astype(np.float32)
+    results, seen = {}, []
+    forward, backward = kernels.CONV_PATHS["chunked"]
+
+    def spy(*args):
+        seen.append(scipy_blas_threads())
+        return forward(*args)
+    monkeypatch.setitem(kernels.CONV_PATHS, "chunked", (spy, backward))
+    with threadpool_limits(limits=2, user_api="blas"):
+        for threads in (1, 2):
+            kernels.set_num_threads(threads)
+            seen.clear()
+            y = kernels.conv_forward(x, W, b, pad=2, groups=2)
+            assert seen and all(n == 1 for n in seen[0]), f"BLAS on {seen} threads inside"
+            results[threads] = (y, *kernels.conv_backward(x, W, dout, pad=2, groups=2))
+        assert scipy_blas_threads() == [2] * len(scipy_blas_threads())
+    for name, a, b in zip(["y", "dx", "dW"], results[1], results[2]):
+        assert np.array_equal(a, b), (f"{name} differs between 1 and 2 threads by up to "
+                                      f"{np.max(np.abs(a - b)):.3g}")
+
+
 def test_set_num_threads_round_trip(restore_threads):
     kernels.set_num_threads(1)
     assert kernels.get_num_threads() == 1
@@ -116,12 +166,12 @@ def test_convolution_runs_blas_on_one_thread_and_restores_it(restore_threads, mo
     from threadpoolctl import threadpool_limits
     kernels.set_num_threads(2)
     seen = []
-    forward = kernels._impl.conv_forward
+    forward, backward = kernels.CONV_PATHS["chunked"]
 
     def spy(*args):
         seen.append(scipy_blas_threads())
         return forward(*args)
-    monkeypatch.setattr(kernels._impl, "conv_forward", spy)
+    monkeypatch.setitem(kernels.CONV_PATHS, "chunked", (spy, backward))
     x = np.ones((4, 2, 6, 6), np.float32)
     W = np.ones((3, 2, 3, 3), np.float32)
     with threadpool_limits(limits=2, user_api="blas"):

@@ -242,3 +242,45 @@ def pool_grad_check(dout, argmax, x_shape, kh, kw, sh, sw, ph, pw):
         raise ValueError(f"dout shape {dout.shape} does not fit x_shape {tuple(x_shape)} "
                          f"with a {kh}x{kw} window, stride {(sh, sw)}, pad {(ph, pw)}")
     return n, c, h, w
+
+
+def float_any(x, name):
+    """Check that ``x`` is a float32/float64 array (any shape, any strides)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+
+
+def lrn_args(x, n, name="x"):
+    """Check a local response normalisation's input: a float32/float64 array
+    ``(N, C, H, W)`` (any strides; C, H, W at least 1) and a window of ``n``
+    maps, a positive odd int."""
+    float_any(x, name)
+    if x.ndim != 4:
+        raise ValueError(f"{name} must have 4 dimensions (N, C, H, W), got shape {x.shape}")
+    shape4(x.shape, name)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or n % 2 == 0:
+        raise ValueError(f"the LRN window n must be a positive odd int, got {n!r}")
+
+
+def lrn_grad_args(x, dout, n):
+    """Check an LRN backward pass's arguments: x as for :func:`lrn_args`,
+    dout of x's shape and dtype."""
+    lrn_args(x, n)
+    lrn_args(dout, n, "dout")
+    if dout.dtype != x.dtype:
+        raise TypeError(f"dout must be {x.dtype} like x, got {dout.dtype}")
+    if dout.shape != x.shape:
+        raise ValueError(f"dout must have x's shape {x.shape}, got {dout.shape}")
+
+
+def relu_grad_args(y, dout):
+    """Check a ReLU backward pass's arguments: y and dout float arrays of one
+    shape and dtype."""
+    float_any(y, "y")
+    float_any(dout, "dout")
+    if dout.dtype != y.dtype:
+        raise TypeError(f"dout must be {y.dtype} like y, got {dout.dtype}")
+    if dout.shape != y.shape:
+        raise ValueError(f"dout must have y's shape {y.shape}, got {dout.shape}")

@@ -1,7 +1,8 @@
-"""The one place that chooses between the compiled core and the NumPy reference.
+"""The one place that chooses between the compiled core and the NumPy reference,
+and between the ways of computing a convolution (see :func:`conv_path`).
 
-Everything else in zeronet calls ``zeronet.kernels.im2col`` and friends and
-never imports ``_core`` or ``reference`` directly.
+Everything else in zeronet calls ``zeronet.kernels.conv_forward`` and
+friends and never imports ``_core`` or ``reference`` directly.
 
 - ``ZERONET_FORCE_NUMPY=1`` in the environment selects the NumPy reference even
   when the compiled core is built (to feel the difference in speed).
@@ -17,7 +18,7 @@ import threading
 import warnings
 
 from zeronet import reference
-from zeronet._validate import count
+from zeronet._validate import count, window_args
 
 FORCED_NUMPY = os.environ.get("ZERONET_FORCE_NUMPY", "") not in ("", "0")
 
@@ -42,18 +43,106 @@ im2col = _impl.im2col
 col2im = _impl.col2im
 maxpool_forward = _impl.maxpool_forward
 maxpool_backward = _impl.maxpool_backward
+lrn_forward = _impl.lrn_forward
+lrn_backward = _impl.lrn_backward
+relu_forward = _impl.relu_forward
+relu_backward = _impl.relu_backward
+
+
+# ----------------------------------------------------------- convolution ----
+#
+# One convolution, three ways to compute it (tests/test_kernels.py holds each
+# against the NumPy reference and a loop oracle):
+#
+# - "numpy": reference.conv_forward, the book's im2col of the whole batch
+#   and one matrix product per group (§7.4.3). The only way without the core.
+# - "chunked": _core.conv_forward, the same products a few images at a time
+#   in each thread, so that each chunk's im2col rows stay in cache.
+# - "winograd": _core.winograd_conv_forward, Winograd's minimal filtering
+#   (Lavin & Gray 2016) for stride 1 and 3x3 or 5x5 kernels: 9 outputs with
+#   25 (3x3) or 49 (5x5) multiplications instead of 81 or 225, for the
+#   price of transforming tiles of input and output. A NaN or an inf in x
+#   reaches every output of its tiles, not only the windows that hold it.
+
+CONV_PATHS = {"numpy": (reference.conv_forward, reference.conv_backward)}
+if USING_CORE:
+    CONV_PATHS["chunked"] = (_core.conv_forward, _core.conv_backward)
+    CONV_PATHS["winograd"] = (_core.winograd_conv_forward, _core.winograd_conv_backward)
+
+# Winograd's products have C/groups and OC/groups for two of their sizes:
+# with fewer channels than this (LeNet-5's C1 and C3, the first layer of an
+# RGB network), transforming the tiles costs more than it saves.
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def conv_path(x, W, stride=1, pad=0, groups=1):
+    """The name of the computation :func:`conv_forward` and
+    :func:`conv_backward` use for these arguments (a key of CONV_PATHS)."""
+    if not USING_CORE:
+        return "numpy"
+    if winograd_fits(W, stride, pad, groups) and winograd_pays(x, W, pad):
+        return "winograd"
+    return "chunked"
+
+
+def winograd_fits(W, stride=1, pad=0, groups=1, min_channels=None):
+    """Whether the Winograd convolution applies (stride 1, a square kernel
+    of a size it knows, the same pad on both axes) and has at least
+    ``min_channels`` (default WINOGRAD_MIN_CHANNELS) channels per group in
+    and out."""
+    min_channels = WINOGRAD_MIN_CHANNELS if min_channels is None else min_channels
+    try:
+        (sh, sw), (ph, pw) = window_args(1, stride, pad)[1:]
+        oc, cg, kh, kw = W.shape
+        groups = int(groups)
+    except (TypeError, ValueError, AttributeError):
+        return False            # bad arguments: the chunked path says what is wrong
+    return ("winograd" in CONV_PATHS and (sh, sw) == (1, 1) and ph == pw and kh == kw
+            and kh in _core.WINOGRAD and groups >= 1 and cg >= min_channels
+            and oc // groups >= min_channels)
+
+
+def winograd_pays(x, W, pad=0):
+    """Whether Winograd's blocks save at least half the multiplications on
+    maps of x's size: its m x m blocks cover the output whole, at a*a
+    products each, so maps barely larger than the kernel (LeNet-5's C5: one
+    output each) waste most of a block."""
+    try:
+        r = W.shape[2]
+        m = _core.WINOGRAD[r][0]
+        ph = window_args(1, 1, pad)[2][0]
+        oh, ow = (size + 2 * ph - r + 1 for size in x.shape[2:])
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        return False
+    blocks = -(-oh // m) * -(-ow // m)
+    return oh > 0 and ow > 0 and 2 * (m + r - 1) ** 2 * blocks <= r * r * oh * ow
 
 
 def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
-    """Convolution, ``(N, C, H, W) -> (N, OC, OH, OW)``; see ``reference.conv_forward``."""
+    """Convolution: ``y = im2col(x) @ W.reshape(OC, -1).T + b``, per group,
+    computed the way :func:`conv_path` picks.
+
+    Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, KH, KW)``, b ``(OC,)`` ->
+    y ``(N, OC, OH, OW)``. With ``groups`` > 1, output maps of group g see
+    only input channels of group g (Krizhevsky et al. 2012's two towers).
+    ``work``: a dict kept from call to call (one per layer), where the
+    computation keeps its scratch arrays.
+    """
+    forward, _ = CONV_PATHS[conv_path(x, W, stride, pad, groups)]
     with _blas_on_one_thread():
-        return _impl.conv_forward(x, W, b, stride, pad, groups, work)
+        return forward(x, W, b, stride, pad, groups, work)
 
 
 def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None):
-    """``(dx, dW)`` of :func:`conv_forward`; see ``reference.conv_backward``."""
+    """Gradients of :func:`conv_forward`: ``(dx, dW)``, dx None unless
+    ``input_grad``. (The bias gradient is dout summed over N, OH, OW.)
+
+    Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, KH, KW)``, dout
+    ``(N, OC, OH, OW)`` -> dx like x, dW like W.
+    """
+    _, backward = CONV_PATHS[conv_path(x, W, stride, pad, groups)]
     with _blas_on_one_thread():
-        return _impl.conv_backward(x, W, dout, stride, pad, groups, input_grad, work)
+        return backward(x, W, dout, stride, pad, groups, input_grad, work)
 
 
 def blas_in_use():
@@ -95,9 +184,9 @@ def set_blas_threads(n):
     """Limit the BLAS library behind NumPy's matrix products to ``n`` threads.
 
     Small networks lose time when BLAS splits their small products between
-    threads (LeNet-5 at batch 16: 5.7 ms per step with 2 BLAS threads, 4.2 ms
-    with 1, on a 2-core machine). Unlike the compiled kernels, BLAS may round
-    differently with a different thread count.
+    threads (LeNet-5 at its training batch of 16, for one). Unlike the
+    compiled kernels, BLAS may round differently with a different thread
+    count.
     """
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=count(n, "number of BLAS threads", 1, 1 << 16), user_api="blas")
@@ -113,14 +202,17 @@ _blas_saved = []       # the thread counts to restore when the last one leaves
 def _blas_on_one_thread():
     """Keep each BLAS call on its caller's thread while the compiled
     convolution runs: its threads call BLAS at the same time, and a BLAS
-    that split each call again would put 4 threads on 2 cores (the 64x12x12
-    convolution of the benchmark took 2-5x longer, forward and backward).
+    that split each call again would put more threads on the cores than
+    there are cores, and all of them would wait on each other.
+
+    With one thread of ours, BLAS stays on one thread as well: its result
+    may depend on how many threads share a product, and ours must not.
 
     The convolution releases the GIL, so several Python threads may be
     inside at once: the first one in saves the counts, the last one out
     restores them."""
     global _blas_libraries, _blas_holders, _blas_saved
-    if get_num_threads() == 1:
+    if not USING_CORE:
         yield
         return
     with _blas_lock:

@@ -315,21 +315,8 @@ class ImageInput(Layer):
         return None
 
 
-# Convolution's weight gradient is summed image by image when the weight
-# matrix of a group has fewer values than this (see Convolution._backprop).
-PER_IMAGE_DW_BELOW = 2048
-# Above this many bytes of im2col matrix, Convolution hands the batch to the
-# compiled core's chunked convolution (kernels.conv_forward), which never
-# builds the whole matrix. At batch 128 on 2 threads it took 25-45% off
-# LeNet's C1 and C3 and the 3x24x24 benchmark case; at LeNet's training batch
-# of 16 (C1's matrix 1.25 MB, C3's 0.96 MB) one product over the batch was as
-# fast or faster.
-CHUNKED_ABOVE = 4 << 20
-
-
 class Convolution(Layer):
-    """2-D convolution through im2col (book §7.4.3), with groups and an
-    optional connection table.
+    """2-D convolution (book §7.4.3), with groups and an optional connection table.
 
     Shapes: x ``(N, C, H, W)`` -> y ``(N, OC, OH, OW)``;
     W ``(OC, C // groups, KH, KW)``, b ``(OC,)``.
@@ -339,11 +326,11 @@ class Convolution(Layer):
     map ``o`` sees input map ``c`` only where ``table[o][c]`` is 1 (LeCun et al.
     1998, Table 1); the other weights are held at zero by a mask.
 
-    Saved for backward: ``x_shape``, ``col`` (the im2col matrix, in a buffer
-    that the next ``forward`` overwrites), or, for a large batch with the
-    compiled core, ``x`` itself (``col`` None): the core's chunked
-    convolution unfolds a few images at a time in forward and again in
-    backward, and never holds the whole matrix.
+    The book unfolds every window into a row of ``col`` (im2col) and takes
+    one matrix product; :func:`zeronet.kernels.conv_forward` does that, or an
+    equivalent that is faster for the shapes at hand, and keeps what it
+    needs for backward (such as ``col``) in the layer's ``work`` dict.
+    Saved for backward: ``x`` (not copied: leave it unchanged until then).
 
     ``input_grad = False`` makes ``backward`` skip ``dx`` and return None: a
     network's first layer has no layer below it to send a gradient to.
@@ -381,7 +368,7 @@ class Convolution(Layer):
             W *= mask
         b = initializers.get(bias_init)((out_channels,), fan_in, out_channels, rng, self.dtype)
         self.params = {"W": Parameter(W, "W", mask=mask), "b": Parameter(b, "b", decay=False)}
-        self._work = {}
+        self.work = {}
 
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -404,134 +391,41 @@ class Convolution(Layer):
         _check_dtype(x, self.dtype, self)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"Convolution expects {self.in_channels} input channels, got {x.shape}")
-        W, b = self.params["W"], self.params["b"]
-        N, G, OC = x.shape[0], self.groups, self.out_channels
         OH, OW = self.output_hw(x.shape[2:])
-        _expect_dout(self, x, (N, OC, OH, OW))
-        self.x_shape = x.shape
-        w_data = W.data * W.mask if W.mask is not None else W.data
-        self.col_W = w_data.reshape(G, OC // G, -1)     # (G, OC/G, C/G*KH*KW)
-        if self._chunked(x.shape, OH * OW):
-            # A copy, as the classic path's col is: the caller may change x.
-            self.x, self.col = np.array(x, order="C"), None
-            return kernels.conv_forward(self.x, w_data, b.data, self.stride, self.pad, G,
-                                        work=self._work)
-        self.x = None
-        if self._covers_input(x.shape):
-            # One window covering the whole image (LeNet-5's C5): each
-            # image's row of col is the image itself, a plain copy.
-            self.col = self._work_array("col", (N, self.col_width))
-            self.col[...] = x.reshape(N, self.col_width)
-        else:
-            self.col = kernels.im2col(np.ascontiguousarray(x), self.kernel_size, self.stride,
-                                      self.pad, out=self._work_array("col", (N * OH * OW,
-                                                                              self.col_width)))
-        K = self.col_W.shape[2]
-        out = self._work_array("out", (N * OH * OW, OC))
-        for g in range(G):
-            # Group g reads its own block of im2col columns, writes its own maps.
-            np.matmul(self.col[:, g * K:(g + 1) * K], self.col_W[g].T,
-                      out=out[:, g * OC // G:(g + 1) * OC // G])
-        # Back to (N, OC, OH, OW), contiguous: the elementwise layers that
-        # follow run several times faster on contiguous memory. Always a new
-        # array: the caller may keep it, and "out" is overwritten next call.
-        # The bias is added in the same pass as the transpose: one read and
-        # write of y instead of two.
-        y = np.empty((N, OC, OH, OW), dtype=self.dtype)
-        np.add(out.reshape(N, OH * OW, OC).transpose(0, 2, 1), b.data[:, None],
-               out=y.reshape(N, OC, OH * OW))
-        return y
+        _expect_dout(self, x, (x.shape[0], self.out_channels, OH, OW))
+        self.x = np.ascontiguousarray(x)
+        return kernels.conv_forward(self.x, self.weights(), self.params["b"].data, self.stride,
+                                    self.pad, self.groups, work=self.work)
 
     def backward(self, dout):
         _check_dout(self, dout)
         W, b = self.params["W"], self.params["b"]
-        return self._backprop(dout, self._saved(), self.col_W, W.grad, b.grad)
-
-    def curvature_backward(self, d2out):
-        _check_dout(self, d2out)
-        # y = col W^T + b is linear: the same pass with every factor squared.
-        # (im2col only copies values, and pads with 0 = 0^2, so for the
-        # chunked path the square of x's col is the col of x squared.)
-        return self._backprop(d2out, np.square(self._saved()), np.square(self.col_W),
-                              *_fresh_curvatures(self, "W", "b"))
-
-    def _saved(self):
-        """What forward kept for backward: col, or x when it went chunked."""
-        return self.x if self.col is None else self.col
-
-    def _backprop(self, dout, saved, col_W, dW, db):
-        """Fill ``dW``, ``db`` from ``dout (N, OC, OH, OW)`` and the forward's
-        ``col`` (or ``x`` on the chunked path) and ``col_W``, or their
-        squares; return dx (or None)."""
-        db[...] = np.einsum("nchw->c", dout)      # 2x faster than sum(axis=(0, 2, 3))
-        if self.col is None:
-            dx, dW[...] = kernels.conv_backward(
-                saved, col_W.reshape(dW.shape), np.ascontiguousarray(dout, dtype=self.dtype),
-                self.stride, self.pad, self.groups, self.input_grad, work=self._work)
-        else:
-            dx = self._backprop_col(dout, saved, col_W, dW)
-        if self.params["W"].mask is not None:
-            dW *= self.params["W"].mask
+        dout = np.ascontiguousarray(dout, dtype=self.dtype)
+        b.grad[...] = np.einsum("nchw->c", dout)      # 2x faster than sum(axis=(0, 2, 3))
+        dx, W.grad[...] = kernels.conv_backward(self.x, self.weights(), dout, self.stride,
+                                                self.pad, self.groups, self.input_grad,
+                                                work=self.work)
+        if W.mask is not None:
+            W.grad *= W.mask
         return dx
 
-    def _backprop_col(self, dout, col, col_W, dW):
-        """_backprop's dW and dx through the whole batch's im2col matrix."""
-        G, OC, N = self.groups, self.out_channels, dout.shape[0]
-        K = col_W.shape[2]
-        dW_groups = dW.reshape(G, OC // G, K)
-        # For a tiny weight matrix (LeNet's C1: 6 x 25), OpenBLAS is slow on
-        # the one long product over the batch; a product per image, summed,
-        # is 1.4-1.8x faster (batch 16 and 128), and it reads dout as it is,
-        # with no transposed copy. At C3's 16 x 150 it is slower.
-        per_image = (OC // G) * K < PER_IMAGE_DW_BELOW
-        if per_image:       # (sizes spelled out: -1 cannot be inferred for N = 0)
-            P = dout.shape[2] * dout.shape[3]
-            dout_images = dout.reshape(N, OC, P)                    # (N, OC, OH*OW)
-            col_images = col.reshape(N, P, col.shape[1])            # (N, OH*OW, C*KH*KW)
-        if self.input_grad or not per_image:
-            dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, OC)  # (N*OH*OW, OC), like col's rows
-        dcol = self._work_array("dcol", col.shape) if self.input_grad else None
-        for g in range(G):
-            maps, cols = slice(g * OC // G, (g + 1) * OC // G), slice(g * K, (g + 1) * K)
-            if per_image:
-                np.matmul(dout_images[:, maps], col_images[:, :, cols]).sum(axis=0,
-                                                                            out=dW_groups[g])
-            else:
-                np.matmul(dout_rows[:, maps].T, col[:, cols], out=dW_groups[g])
-            if self.input_grad:
-                np.matmul(dout_rows[:, maps], col_W[g], out=dcol[:, cols])
-        if not self.input_grad:
-            return None
-        if self._covers_input(self.x_shape):
-            return dcol.reshape(self.x_shape).copy()     # dcol is a reused buffer
-        return kernels.col2im(dcol, self.x_shape, self.kernel_size, self.stride, self.pad)
+    def curvature_backward(self, d2out):
+        # y = col W^T + b is linear: the same pass with x and W squared (im2col
+        # only copies values and pads with 0 = 0^2, so col(x)^2 = col(x^2)).
+        _check_dout(self, d2out)
+        W, b = _fresh_curvatures(self, "W", "b")
+        d2out = np.ascontiguousarray(d2out, dtype=self.dtype)
+        b[...] = np.einsum("nchw->c", d2out)
+        d2x, W[...] = kernels.conv_backward(np.square(self.x), np.square(self.weights()), d2out,
+                                            self.stride, self.pad, self.groups, self.input_grad)
+        if self.params["W"].mask is not None:
+            W *= self.params["W"].mask
+        return d2x
 
-    def _chunked(self, x_shape, positions):
-        """Whether to use the compiled chunked convolution for this batch."""
-        col_bytes = x_shape[0] * positions * self.col_width * self.dtype.itemsize
-        return (kernels.USING_CORE and col_bytes > CHUNKED_ABOVE
-                and not self._covers_input(x_shape))
-
-    def _covers_input(self, x_shape):
-        """Whether the kernel is exactly the (unpadded) image: a 1x1 output."""
-        return tuple(x_shape[2:]) == self.kernel_size and self.pad == (0, 0)
-
-    @property
-    def col_width(self):
-        """Columns of the im2col matrix: ``C * KH * KW``."""
-        return self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-
-    def _work_array(self, name, shape):
-        """A scratch array kept from one batch to the next (contents undefined).
-
-        The im2col matrices are megabytes per batch; a fresh one every call
-        costs the kernel page faults on every page (measured: im2col of a
-        16-digit LeNet batch took 2-3x longer into new memory).
-        """
-        array = self._work.get(name)
-        if array is None or array.shape != shape:
-            array = self._work[name] = np.empty(shape, dtype=self.dtype)
-        return array
+    def weights(self):
+        """W with the connection table applied (W itself without one)."""
+        W = self.params["W"]
+        return W.data * W.mask if W.mask is not None else W.data
 
     def output_hw(self, hw):
         """``(OH, OW)`` for an input of height and width ``hw``."""
@@ -880,16 +774,17 @@ class Flatten(Layer):
 # ----------------------------------------------------------- activations ----
 
 class ReLU(Layer):
-    """``max(0, x)`` (book §5.5.1). Saved: ``mask`` (where x <= 0)."""
+    """``max(0, x)`` (book §5.5.1). Saved: ``out``, which is 0 exactly where
+    x <= 0: the book's ``mask`` is ``out <= 0``."""
 
     def forward(self, x, *, train=False):
         _expect_dout(self, x)
-        self.mask = x <= 0
-        return np.where(self.mask, x.dtype.type(0), x)
+        self.out = kernels.relu_forward(x)
+        return self.out
 
     def backward(self, dout):
         _check_dout(self, dout)
-        return np.where(self.mask, dout.dtype.type(0), dout)
+        return kernels.relu_backward(self.out, dout)
 
     curvature_backward = _elementwise_curvature
 
@@ -973,9 +868,11 @@ class LRN(Layer):
 
     with the sum over the ``n`` neighbouring maps that exist (zeros beyond the
     edges). Paper values: ``k=2, n=5, alpha=1e-4, beta=0.75``; alpha is *not*
-    divided by n here (PyTorch and Caffe divide it).
+    divided by n here (PyTorch and Caffe divide it). The window sums are
+    :func:`~zeronet.kernels.lrn_forward`'s.
 
-    Shapes: x ``(N, C, H, W)`` -> y same. Saved: ``x``, ``scale``, ``out``.
+    Shapes: x ``(N, C, H, W)`` -> y same. Saved: ``x`` (backward sums the
+    windows again rather than keep them).
     """
 
     def __init__(self, n=5, k=2.0, alpha=1e-4, beta=0.75):
@@ -986,29 +883,15 @@ class LRN(Layer):
     def config(self):
         return {"n": self.n, "k": self.k, "alpha": self.alpha, "beta": self.beta}
 
-    def _channel_window_sum(self, a):
-        # Sum over channels i-n/2..i+n/2 via a cumulative sum along C.
-        half = self.n // 2
-        padded = np.pad(a, [(0, 0), (half + 1, half), (0, 0), (0, 0)])
-        csum = np.cumsum(padded, axis=1)
-        return csum[:, self.n:] - csum[:, :-self.n]
-
     def forward(self, x, *, train=False):
         _check_ndim(x, 4, self)
         _expect_dout(self, x)
-        t = x.dtype.type
         self.x = x
-        self.scale = t(self.k) + t(self.alpha) * self._channel_window_sum(x * x)
-        self.out = x * self.scale ** t(-self.beta)
-        return self.out
+        return kernels.lrn_forward(x, self.n, self.k, self.alpha, self.beta)
 
     def backward(self, dout):
         _check_dout(self, dout)
-        t = dout.dtype.type
-        # i sits in j's window exactly when j sits in i's (the window is
-        # symmetric), so the cross term is again a window sum.
-        cross = self._channel_window_sum(dout * self.out / self.scale)
-        return dout * self.scale ** t(-self.beta) - t(2 * self.alpha * self.beta) * self.x * cross
+        return kernels.lrn_backward(self.x, dout, self.n, self.k, self.alpha, self.beta)
 
 
 class Dropout(Layer):

@@ -2,9 +2,9 @@
 
 Same contract as the compiled core (``zeronet/_core.pyx``): same arguments,
 same checks, same errors, same outputs. Copies (im2col, pooling forward and
-its argmax) agree exactly; accumulations (col2im, pooling backward, the
-convolution) agree up to rounding, because the sums are taken in a
-different order.
+its argmax, ReLU) agree exactly; accumulations (col2im, pooling backward,
+the convolution, LRN) agree up to rounding, because the sums are taken in a
+different order (or, for LRN's powers, computed another way).
 
 Layouts (the book's, ch. 7.4):
 
@@ -16,7 +16,8 @@ Layouts (the book's, ch. 7.4):
 import numpy as np
 
 from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_output_size,
-                               float_array, output_array,
+                               float_any, float_array, lrn_args, lrn_grad_args, output_array,
+                               relu_grad_args,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
                                sizes_check, window_args)
 
@@ -164,3 +165,64 @@ def maxpool_backward(dout, argmax, x_shape, kernel_size, stride, pad=0):
     dx = np.zeros((n, c, h, w), dtype=dout.dtype)
     np.add.at(dx, (nn[inside], cc[inside], rows[inside], cols[inside]), dout[inside])
     return dx
+
+
+def relu_forward(x):
+    """``max(0, x)`` elementwise (book §5.5.1): 0 where x <= 0, else x (so a
+    NaN stays NaN). Shapes: any -> the same, contiguous, x's dtype."""
+    float_any(x, "x")
+    return np.asarray(np.where(x <= 0, x.dtype.type(0), x), order="C")
+
+
+def relu_backward(y, dout):
+    """Gradient of :func:`relu_forward` from its output y: 0 where y <= 0
+    (exactly where x <= 0), else dout. Shapes: y, dout alike -> dx."""
+    relu_grad_args(y, dout)
+    return np.asarray(np.where(y <= 0, dout.dtype.type(0), dout), order="C")
+
+
+def channel_window_sums(a, n):
+    """Sum over the ``n`` maps around each map, zeros beyond the edges:
+    ``out[:, c] = a[:, c - n//2] + ... + a[:, c + n//2]``, added in that order.
+
+    Each window is summed on its own (n shifted slices, not a running sum),
+    so a NaN or a huge value in one map reaches only the maps whose window
+    holds it. Shapes: a ``(N, C, H, W)`` -> same.
+    """
+    half, channels = n // 2, a.shape[1]
+    padded = np.pad(a, [(0, 0), (half, half), (0, 0), (0, 0)])
+    total = padded[:, 0:channels].copy()
+    for shift in range(1, n):
+        total += padded[:, shift:shift + channels]
+    return total
+
+
+def lrn_forward(x, n, k, alpha, beta):
+    """Local response normalisation across maps (Krizhevsky et al. 2012 §3.3):
+
+    ``y_c = x_c * s_c ** -beta``,  ``s_c = k + alpha * sum of x_j^2 over the
+    n maps j around c``, in x's dtype.
+
+    Shapes: x ``(N, C, H, W)`` (any strides) -> y ``(N, C, H, W)``, contiguous.
+    """
+    lrn_args(x, n)
+    t = x.dtype.type
+    scale = t(k) + t(alpha) * channel_window_sums(x * x, n)
+    return np.ascontiguousarray(x * scale ** t(-beta))
+
+
+def lrn_backward(x, dout, n, k, alpha, beta):
+    """Gradient of :func:`lrn_forward` with respect to x, from x itself (the
+    window sums are recomputed rather than kept).
+
+    ``dx_i = dout_i * s_i ** -beta - 2 alpha beta x_i * sum over the maps j
+    whose window holds i of dout_j x_j s_j ** -beta / s_j``: i lies in j's
+    window exactly when j lies in i's, so that sum is again a window sum.
+    Shapes: x, dout ``(N, C, H, W)`` (any strides) -> dx ``(N, C, H, W)``.
+    """
+    lrn_grad_args(x, dout, n)
+    t = x.dtype.type
+    scale = t(k) + t(alpha) * channel_window_sums(x * x, n)
+    power = scale ** t(-beta)
+    cross = channel_window_sums(dout * x * power / scale, n)
+    return np.ascontiguousarray(dout * power - t(2 * alpha * beta) * x * cross)
