@@ -2,6 +2,7 @@
 import numpy as np
 
 from zeronet import layers as L
+from zeronet._validate import pool_output_size
 from zeronet.losses import MAPLoss
 from zeronet.network import Sequential
 
@@ -212,12 +213,6 @@ def lenet4(rng, *, activation="scaled_tanh", dtype="float32", num_classes=10):
     ])
 
 
-def _pooled(size, pool):
-    """Side length after a max pooling ``pool = (kernel, stride)`` in ceil mode."""
-    kernel, stride = pool
-    return -(-(size - kernel) // stride) + 1 if size > kernel else 1
-
-
 def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden=384,
                   towers=2, lrn=True, pool=(3, 2), dropout=0.5, activation="relu",
                   depth=5, init="paper", scale=1.0, num_classes=10, dtype="float32"):
@@ -301,7 +296,9 @@ def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden
     net += [("conv5", L.Convolution(last, w5, 3, pad=1, groups=groups, **weights(True), **kw)),
             (f"{activation}5", act()), ("pool5", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
             ("flatten", L.Flatten())]
-    side = _pooled(_pooled(_pooled(crop, pool), pool), pool)
+    side = crop
+    for _ in range(3):      # pool1, pool2, pool5, in ceil mode as the layers
+        side = pool_output_size(side, pool[0], pool[1], 0, True, "side")
     features = w5 * side * side
     net += [("fc6", L.Affine(features, hidden, **weights(True), **kw)),
             (f"{activation}6", act())]
