@@ -37,22 +37,29 @@ WEIGHT_DECAY = 0.0005
 LR = 0.01
 # §5: "divide the learning rate by 10 when the validation error rate stopped
 # improving with the current learning rate"; it was "reduced three times
-# prior to termination". A tuning run (--val 5000 --schedule plateau) does
-# exactly that on the 5,000 held-out images. The final run trains on all
-# 50,000, so it has no validation error to watch: it divides by 10 at fixed
-# epochs (0-based, LR_BOUNDARIES), those where the tuning runs' rate dropped.
+# prior to termination". The default run does that (--schedule plateau):
+# it holds out the fixed validation split of HOLDOUT training images
+# (datasets.train_val_split, the split every tuning run uses), trains on
+# the other 45,000, divides the rate when the error on the held-out images
+# stops improving, and stops at the plateau after the third division. So
+# the run chooses its own schedule on validation, as the paper's did, and
+# the test set is looked at once, at the end. The price is 10% of the
+# training images; a fixed schedule on all 50,000 would need a second
+# two-hour run to choose it.
 LR_RATIOS = [1.0, 0.1, 0.01, 0.001]
-# PROVISIONAL, not yet chosen on validation: placeholders of the right
-# shape until tuning runs have measured where the validation error stops
-# improving within the time budget (about 16 passes in 2 hours at the
-# default widths on 2 cores).
-LR_BOUNDARIES = [10, 13, 15]
-EPOCHS = 16
-# Epochs without a better validation error before --schedule plateau
-# divides the rate. The validation error on 5,000 images moves by about
-# 0.4 points by chance, so a single epoch without progress is weak evidence
-# that progress has stopped. PROVISIONAL, like LR_BOUNDARIES.
-PLATEAU_PATIENCE = 2
+HOLDOUT = 5000
+# The 2-hour budget on 2 cores (issue's target) is about 50 passes of
+# 45,000 images: EPOCHS is the cap, and the divisions come at the latest at
+# the starts of passes 31, 41 and 46 (0-based LR_BOUNDARIES), so that all
+# three fit even if the error keeps creeping down. --schedule steps divides
+# at exactly these epochs, on all 50,000 training images.
+LR_BOUNDARIES = [30, 40, 45]
+EPOCHS = 48
+# Epochs without a better held-out error before the rate is divided. The
+# error on 5,000 images moves by about 0.5 points by chance, as much as
+# a late epoch's progress, so one or two epochs without progress are weak
+# evidence that progress has stopped.
+PLATEAU_PATIENCE = 3
 # §5 initialises every weight from N(0, 0.01), on inputs in pixel units
 # (0..255, the mean subtracted). At this scale that net does not leave
 # chance: a tuning run (--init paper --val 5000 --epochs 2) ended its 704
@@ -97,6 +104,8 @@ THREADS = os.cpu_count() or 1
 # --quick: 2 passes over 1,024 training images, tested on 256.
 QUICK_EPOCHS = 2
 QUICK_SIZES = (1024, 256)
+# --quick with the plateau schedule: of those 1,024, the last 256 held out.
+QUICK_HOLDOUT = 256
 
 # The paper's choices for the settings the flags change (one mechanism
 # each; the ablations of §3-4 switch them one at a time), and what the
@@ -196,10 +205,11 @@ def build_parser():
                     help="training images per update (§5)")
     ap.add_argument("--weight-decay", type=common.nonnegative_float, default=WEIGHT_DECAY,
                     help="L2 weight decay on the weights, not the biases (§5)")
-    ap.add_argument("--schedule", choices=["steps", "plateau", "constant"], default="steps",
-                    help="the learning rate: divided by 10 at the fixed epochs LR_BOUNDARIES "
-                         "(chosen on validation), or whenever the validation error stops "
-                         "improving (§5; needs --val), or never (Fig. 1's comparison)")
+    ap.add_argument("--schedule", choices=["plateau", "steps", "constant"], default="plateau",
+                    help=f"the learning rate: divided by 10 whenever the error on {HOLDOUT:,} "
+                         f"held-out training images stops improving, three times, then "
+                         f"training stops (§5); or at the fixed epochs LR_BOUNDARIES, training "
+                         f"on all 50,000; or never (Fig. 1's comparison)")
     ap.add_argument("--width", type=width_factor, default=1.0, metavar="F",
                     help="scale every convolutional width and the hidden fully connected "
                          "width by F (conv widths rounded to even numbers)")
@@ -287,6 +297,16 @@ def train_alexnet(args, data, classes, run_dir, resume, *, boundaries=LR_BOUNDAR
     besides the validation split; ``figures``: draw the paper's figures.
     """
     x_train, y_train, x_eval, y_eval = data
+    watched = {}
+    if args.schedule == "plateau":
+        if args.val:    # a tuning run: the validation split is already held out
+            watched = {"val": (x_eval, y_eval)}
+        else:
+            (x_train, y_train), watched["val"] = datasets.train_val_split(
+                x_train, y_train, QUICK_HOLDOUT if args.quick else HOLDOUT)
+            data = x_train, y_train, x_eval, y_eval
+    elif args.val:
+        watched = {"val": (x_eval, y_eval)}
     s = settings(args)
     rng = np.random.default_rng(args.seed)
     # §2: the mean image over the training set, subtracted from every input.
@@ -302,13 +322,11 @@ def train_alexnet(args, data, classes, run_dir, resume, *, boundaries=LR_BOUNDAR
     schedule = common.lr_schedule("plateau" if args.schedule == "plateau" else "steps", args.lr,
                                   boundaries, LR_RATIOS[:len(boundaries) + 1], PLATEAU_PATIENCE)
     model_dir = run_dir / MODEL
-    # The final run looks at the test set once, at the end; a tuning run
-    # follows its validation error every epoch (the plateau schedule needs it).
+    # The final run looks at the test set once, at the end; the validation
+    # error is followed every epoch (the plateau schedule watches it).
     history = common.train(MODEL, network, optimizer, schedule, x_train, y_train, args, model_dir,
                            rng=rng, epochs=resolved_epochs(args), resume=resume, label=LABEL,
-                           augment=transform,
-                           eval_sets={**({"val": (x_eval, y_eval)} if args.val else {}),
-                                      **(eval_sets or {})})
+                           augment=transform, eval_sets={**watched, **(eval_sets or {})})
     began = time.perf_counter()
     errors, probs = view_errors(network, x_eval, y_eval)
     result = {**common.run_record(MODEL, LABEL, network, history, args, len(x_eval)), **errors,
@@ -317,8 +335,11 @@ def train_alexnet(args, data, classes, run_dir, resume, *, boundaries=LR_BOUNDAR
               "hidden": network.layers["fc7"].params["W"].data.shape[1],
               "training_images": len(x_train), "augment": transform.config(),
               "pca": pca.config() if pca else None, "classes": list(classes),
-              **({"plateau_patience": PLATEAU_PATIENCE} if args.schedule == "plateau"
-                 else {"lr_boundaries": list(boundaries)})}
+              "held_out": len(watched["val"][0]) if watched else 0,
+              **({"plateau_patience": PLATEAU_PATIENCE} if args.schedule == "plateau" else {}),
+              "lr_boundaries": list(boundaries),
+              "lr_drops": [h["epoch"] for h, before in zip(history[1:], history)
+                           if h["lr"] < before["lr"]]}
     common.save_model(network, model_dir, MODEL, result, history,
                       f"{LABEL}: error per pass through the training set")
     if figures:
@@ -404,8 +425,17 @@ def schedule_text(r):
     if r["settings"]["schedule"] == "constant":
         return "stays constant (--schedule constant), as for Fig. 1's comparison (§3.1)"
     if r["settings"]["schedule"] == "plateau":
-        return (f"is divided by 10 whenever the validation error has not improved for "
-                f"{r['plateau_patience']} passes, as the paper's (§5)")
+        # .get: results saved before the schedule had deadlines.
+        latest = ", ".join(str(b + 1) for b in r.get("lr_boundaries", []))
+        drops = r.get("lr_drops")
+        fell = (f"; here it fell at the start of passes {', '.join(map(str, drops))}"
+                if drops else "; here it never fell" if drops is not None else "")
+        return (f"is divided by 10 whenever the error on the {r.get('held_out', HOLDOUT):,} "
+                f"held-out training images has not improved for {r['plateau_patience']} "
+                f"passes, as the paper's (§5), but at the latest at the start of passes "
+                f"{latest} to fit the time budget, and training stops at the next plateau "
+                f"after the third division (§5: \"reduced three times prior to "
+                f"termination\"){fell}. Those held-out images are not trained on")
     passes = ", ".join(str(b + 1) for b in r["lr_boundaries"])
     text = f"is divided by 10 at the start of passes {passes} (LR_BOUNDARIES)"
     if r["evaluated_on"] == "validation split":
@@ -510,9 +540,6 @@ def main(argv=None):
         import ablations        # beside this script; it imports this one
         ablations.main(args, parser)
         return
-    if args.schedule == "plateau" and not args.val:
-        parser.error("--schedule plateau watches the validation error: give --val N too "
-                     "(the test set must not choose the schedule)")
     if args.weights and args.resume:
         parser.error("--weights evaluates saved weights; there is no training to --resume")
     if args.weights:

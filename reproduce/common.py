@@ -307,12 +307,15 @@ def lr_schedule(kind, base_lr, boundaries=(), ratios=(1.0,), patience=1):
     ``"steps"``: ``base_lr * ratios[i]`` from epoch ``boundaries[i - 1]``
     (0-based; 0 for i = 0) to ``boundaries[i]``. ``"plateau"``: ``base_lr``
     divided by 10 whenever the validation error has not improved for
-    ``patience`` epochs (Krizhevsky et al. 2012 §5).
+    ``patience`` epochs, and at the latest at ``boundaries``; after
+    ``len(boundaries)`` reductions the next plateau ends training
+    (Krizhevsky et al. 2012 §5).
     """
     if kind == "steps":
         return PiecewiseConstant(boundaries, [base_lr * r for r in ratios])
     if kind == "plateau":
-        return ReduceOnPlateau(base_lr, factor=0.1, patience=patience)
+        return ReduceOnPlateau(base_lr, factor=0.1, patience=patience, latest=boundaries,
+                               max_reductions=len(boundaries))
     raise ValueError(f"schedule must be 'steps' or 'plateau', got {kind!r}")
 
 

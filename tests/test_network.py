@@ -10,8 +10,9 @@ import pytest
 from zeronet import initializers, models, optimizers
 from zeronet import layers as L
 from zeronet.layers import Parameter
-from zeronet.losses import MAPLoss
+from zeronet.losses import MAPLoss, SoftmaxWithLoss
 from zeronet.network import Sequential
+from zeronet.trainer import Trainer
 
 
 def small_convnet(rng, dtype="float32", num_classes=4, **kwargs):
@@ -543,6 +544,44 @@ def test_reduce_on_plateau_state_and_floor():
     copy = optimizers.ReduceOnPlateau(1.0)
     copy.load_state_dict(schedule.state_dict())
     assert copy.state_dict() == schedule.state_dict()
+
+
+def test_reduce_on_plateau_deadlines_and_termination():
+    # Steady progress: no plateau, so only the deadlines divide the rate.
+    schedule = optimizers.ReduceOnPlateau(1.0, patience=2, latest=[3, 5], max_reductions=2)
+    rates = []
+    for epoch in range(7):
+        rates.append(schedule.lr(epoch))
+        schedule.observe(epoch, 1.0 - 0.1 * epoch)
+    assert rates == pytest.approx([1, 1, 1, 0.1, 0.1, 0.01, 0.01], rel=1e-12), rates
+    assert not schedule.finished, "still improving: training goes on"
+    # Two reductions made; the next plateau (patience 2) ends training.
+    schedule.observe(7, 0.5)
+    assert not schedule.finished
+    schedule.observe(8, 0.5)
+    assert schedule.finished and schedule.lr(9) == pytest.approx(0.01)
+    copy = optimizers.ReduceOnPlateau(1.0)
+    copy.load_state_dict(schedule.state_dict())
+    assert copy.finished
+
+
+def test_the_trainer_stops_when_the_schedule_has_finished(tmp_path):
+    rng = np.random.default_rng(0)
+    net = Sequential([("fc", L.Affine(4, 3, rng=rng))], SoftmaxWithLoss())
+    x, t = rng.standard_normal((32, 4)).astype(np.float32), rng.integers(0, 3, 32)
+    # min_delta=1: no epoch after the first can count as an improvement.
+    schedule = optimizers.ReduceOnPlateau(0.1, patience=1, min_delta=1.0, max_reductions=0)
+    trainer = Trainer(net, optimizers.SGD(lr=0.1), epochs=10, batch_size=8, rng=rng,
+                      schedule=schedule, checkpoint=tmp_path / "ck.h5", progress=False,
+                      log=lambda line: None)
+    # The first epoch sets the best, the second cannot improve on it, and
+    # with max_reductions=0 that plateau ends training.
+    history = trainer.fit(x, t, x[:8], t[:8])
+    assert len(history) == 2 and schedule.finished
+    resumed = Trainer(net, optimizers.SGD(lr=0.1), epochs=10, batch_size=8, rng=rng,
+                      schedule=optimizers.ReduceOnPlateau(0.1), checkpoint=tmp_path / "ck.h5",
+                      progress=False, log=lambda line: None)
+    assert len(resumed.fit(x, t, x[:8], t[:8], resume=True)) == 2, "resuming a finished run"
 
 
 def test_a_loss_of_your_own_still_saves_without_being_recorded():

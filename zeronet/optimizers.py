@@ -285,12 +285,23 @@ class ReduceOnPlateau:
     """Divide the rate by ``1/factor`` when the validation error has not
     improved for ``patience`` epochs (Krizhevsky et al. 2012 §5: "divide the
     learning rate by 10 when the validation error rate stopped improving").
+
+    ``latest``: 0-based epochs from which the first, second, ... reduced
+    rate applies at the latest, plateau or not, so that the reductions fit a
+    fixed budget of epochs. ``max_reductions``: after that many reductions
+    the next plateau ends training (the paper's rate "was reduced three
+    times prior to termination"); ``finished`` then turns true, and the
+    :class:`~zeronet.trainer.Trainer` stops.
     """
 
-    def __init__(self, lr, factor=0.1, patience=1, min_delta=0.0, min_lr=0.0):
+    def __init__(self, lr, factor=0.1, patience=1, min_delta=0.0, min_lr=0.0, *, latest=(),
+                 max_reductions=None):
         self.current, self.factor, self.patience = float(lr), float(factor), int(patience)
         self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.latest = [int(epoch) for epoch in latest]
+        self.max_reductions = max_reductions
         self.best, self.bad_epochs, self.reductions = np.inf, 0, 0
+        self.finished = False
 
     def lr(self, epoch):
         return self.current
@@ -298,16 +309,23 @@ class ReduceOnPlateau:
     def observe(self, epoch, val_error):
         if val_error < self.best - self.min_delta:
             self.best, self.bad_epochs = float(val_error), 0
+        else:
+            self.bad_epochs += 1
+        if self.reductions == self.max_reductions:
+            self.finished = self.finished or self.bad_epochs >= self.patience
             return
-        self.bad_epochs += 1
-        if self.bad_epochs >= self.patience and self.current * self.factor >= self.min_lr:
+        due = self.reductions < len(self.latest) and epoch + 1 >= self.latest[self.reductions]
+        if ((self.bad_epochs >= self.patience or due)
+                and self.current * self.factor >= self.min_lr):
             self.current *= self.factor
             self.bad_epochs, self.reductions = 0, self.reductions + 1
 
     def state_dict(self):
         return {"current": self.current, "best": self.best, "bad_epochs": self.bad_epochs,
-                "reductions": self.reductions}
+                "reductions": self.reductions, "finished": self.finished}
 
     def load_state_dict(self, state):
         self.current, self.best = float(state["current"]), float(state["best"])
+        # .get: checkpoints written before training could finish early.
+        self.finished = bool(state.get("finished", False))
         self.bad_epochs, self.reductions = int(state["bad_epochs"]), int(state["reductions"])

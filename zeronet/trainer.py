@@ -19,7 +19,8 @@ class Trainer:
     rng : numpy.random.Generator
         Shuffling and augmentation draw from it (and only from it).
     schedule : object with ``lr(epoch)`` and ``observe(epoch, val_error)``, optional
-        Sets ``optimizer.lr`` at the start of every epoch.
+        Sets ``optimizer.lr`` at the start of every epoch; if it has a true
+        ``finished`` attribute, training stops there.
     augment : callable ``(x_batch, rng) -> x_batch``, optional
         Applied to every training minibatch (e.g. random distortions).
     checkpoint : path, optional
@@ -72,6 +73,9 @@ class Trainer:
         # getattr: an optimizer of your own need not know about averaging.
         averaging = getattr(self.optimizer, "average", None) is not None
         for epoch in range(start, self.epochs):
+            if getattr(self.schedule, "finished", False):
+                self.log(f"the schedule ended training after epoch {epoch}")
+                break
             record = self._train_epoch(epoch, x_train, t_train)
             if averaging:
                 # The weights as trained, beside the averaged ones below.
