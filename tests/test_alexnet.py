@@ -120,6 +120,22 @@ def test_weights_reproduce_the_recorded_errors(quick_run, tmp_path):
     assert result["test_error_ten"] == result["recorded_test_error_ten"]
 
 
+SHIPPED = REPO / "reproduce" / "weights" / "alexnet-cifar.h5"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped AlexNet weights")
+def test_the_shipped_weights_reproduce_their_reported_test_errors(tmp_path):
+    # The whole test set with both views: the README's numbers, exactly.
+    proc = run("--weights", str(SHIPPED), "--data-dir", str(cifar_dir()), "--out", str(tmp_path))
+    meta = zeronet.load(SHIPPED).metadata
+    assert meta["evaluated_on"] == "test set" and meta["test_size"] == 10_000
+    counts = re.search(r"\((\d+) and (\d+) of 10,000\)", proc.stdout)
+    assert counts, proc.stdout
+    assert [int(c) for c in counts.groups()] == [meta["test_errors_centre"],
+                                                 meta["test_errors_ten"]]
+
+
 def result_with(**changed):
     """A result as a run records it, with the paper's settings but ``changed``."""
     settings = {"crop": 24, "schedule": "steps", **alexnet.PAPER_SETTINGS, **changed}

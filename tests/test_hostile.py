@@ -31,6 +31,7 @@ from test_reproduce import import_lenet
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 SHIPPED = sorted((REPO / "reproduce" / "weights").glob("*.h5"))
+LENET5 = REPO / "reproduce" / "weights" / "lenet5.h5"      # what the lenet.py CLI tests load
 
 
 def run_child(code, timeout=120):
@@ -884,7 +885,7 @@ DAMAGES = {
 def test_11_the_cli_reports_a_damaged_weights_file_in_one_line(tmp_path, monkeypatch, capsys,
                                                               damage):
     path = tmp_path / "lenet5.h5"
-    path.write_bytes(SHIPPED[0].read_bytes())
+    path.write_bytes(LENET5.read_bytes())
     DAMAGES[damage](path)
     code, out, err = run_cli(monkeypatch, capsys, "--weights", str(path), "--out",
                              str(tmp_path / "runs"), "--no-progress")
@@ -898,7 +899,7 @@ def test_11_the_cli_reports_a_damaged_dataset_in_one_line(tmp_path, monkeypatch,
     mnist.mkdir(parents=True)
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (mnist / name).write_bytes(b"\x00\x00\x08\x03 not an idx file")
-    code, out, err = run_cli(monkeypatch, capsys, "--weights", str(SHIPPED[0]), "--data-dir",
+    code, out, err = run_cli(monkeypatch, capsys, "--weights", str(LENET5), "--data-dir",
                              str(tmp_path / "data"), "--out", str(tmp_path / "runs"),
                              "--no-progress")
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
