@@ -60,8 +60,10 @@ def test_the_baseline_is_alexnet_defaults_at_the_budget():
     defaults = alexnet.settings(alexnet.build_parser().parse_args([]))
     for budget in (ablations.BUDGET, ablations.QUICK_BUDGET):
         baseline = ablations.arm_settings("baseline", budget)
-        assert differences(baseline, defaults) <= {"width", "crop"}
+        # The schedule too: fixed steps on all 50,000 images, the same for every arm.
+        assert differences(baseline, defaults) <= {"width", "crop", "schedule"}
         assert baseline["width"] == budget.width and baseline["crop"] == budget.crop
+        assert baseline["schedule"] == "steps"
 
 
 def test_every_arm_has_the_same_budget_and_seeds_and_the_grid_is_complete():
