@@ -13,11 +13,17 @@ spin against each other), rounds alternating between the two:
 - every layer alone, forward and backward, on the input it sees in the net;
 - local response normalisation at conv1's and conv2's outputs, with the
   cumsum version zeronet used before (NumPy) as a third column;
-- the five convolutions, forward and forward + backward.
+- the five convolutions, forward and forward + backward;
+- zeronet's data pipeline, ``zeronet.augment.CifarAugment`` as the
+  reproduction builds it (§4.1: random 24x24 crops of the 32x32 images,
+  mirrored with probability 0.5, PCA colour jitter with std 0.1), on a uint8
+  batch of 128 CIFAR-10 training images (synthetic uint8 images of the same
+  shape when CIFAR-10 is not found; the output says which), also as a share
+  of zeronet's training step.
 
 Each case keeps its fastest median over the rounds. Last, once each: the
 10-crop evaluation of the 10,000 test images (random uint8 views here: the
-time does not depend on the pixels), batch 1000.
+time does not depend on the pixels), batch 1000, in seconds.
 
     python benchmarks/bench_alexnet.py [--threads 2] [--repeat 10] [--rounds 3]
                                        [--eval-images 10000]
@@ -35,7 +41,7 @@ import time
 
 import numpy as np
 
-from bench_kernels import arguments, fmt, machine, median_time, ratio
+from bench_kernels import arguments, at_least, fmt, machine, median_time, ratio
 
 USER_ENV = dict(os.environ)      # see bench_kernels.py: PyTorch runs without zeronet's defaults
 
@@ -46,6 +52,8 @@ LRN_SHAPES = {"LRN at conv1 (64x24x24)": (BATCH, 64, 24, 24),
               "LRN at conv2 (192x12x12)": (BATCH, 192, 12, 12)}
 CONVS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 PAPER_LRN = dict(n=5, k=2.0, alpha=1e-4, beta=0.75)      # Krizhevsky et al. 2012 §3.3
+PCA_STD = 0.1           # Krizhevsky et al. 2012 §4.1: the colour jitter's alpha_i ~ N(0, 0.1)
+PIPELINE_TARGET = 0.03  # the data pipeline's share of a training step we aim to stay under
 
 
 def problem():
@@ -77,6 +85,26 @@ def cumsum_lrn(x, dout, n, k, alpha, beta):
     return dout * scale ** t(-beta) - t(2 * alpha * beta) * x * cross
 
 
+def pipeline_problem():
+    """The data pipeline's input: ``BATCH`` uint8 CIFAR-10 training images
+    drawn at random, and the colour PCA of the whole training set (fitted as
+    reproduce/alexnet.py fits it). Without CIFAR-10, synthetic uint8 images
+    of the same shape and their PCA. Returns ``(arrays, source)``: arrays to
+    store for the zeronet process, and which images they are."""
+    from zeronet import augment, datasets
+    rng = np.random.default_rng(SEED + 4)
+    try:
+        x_train = datasets.load_cifar10(download=False, progress=False).x_train
+        source = "CIFAR-10 training images"
+    except datasets.DatasetError as exc:
+        x_train = rng.integers(0, 256, (BATCH, 3, 32, 32), dtype=np.uint8)
+        source = f"synthetic uint8 images ({str(exc).split('. ')[0]})"
+    pca = augment.ColourPCA.fit(x_train)
+    images = x_train[np.sort(rng.choice(len(x_train), BATCH, replace=False))]
+    return {"pipeline_images": images, "pca_eigenvalues": pca.eigenvalues,
+            "pca_eigenvectors": pca.eigenvectors, "pca_mean": pca.mean}, source
+
+
 def eval_views(count, seed):
     """``count`` images of 10 random 24x24 uint8 views each, as batches of
     1000 views (100 images)."""
@@ -88,9 +116,9 @@ def eval_views(count, seed):
 
 # --------------------------------------------------------------- zeronet ----
 
-def zeronet_times(repeat, eval_images):
+def zeronet_times(repeat, params_file, eval_images):
     import zeronet
-    from zeronet import kernels
+    from zeronet import augment, kernels
     from zeronet.optimizers import Momentum
 
     net = zeronet_net()
@@ -103,6 +131,15 @@ def zeronet_times(repeat, eval_images):
         net.backward()
         opt.update(net.parameters())
     results["step"] = (None, median_time(step, repeat))
+
+    # The pipeline that feeds every step, as reproduce/alexnet.py builds it.
+    stored = np.load(params_file)
+    pca = augment.ColourPCA(stored["pca_eigenvalues"], stored["pca_eigenvectors"],
+                            stored["pca_mean"])
+    pipeline = augment.CifarAugment(net.layers["input"], crop=True, flip=True, pca=pca,
+                                    std=PCA_STD)
+    images, pipeline_rng = stored["pipeline_images"], np.random.default_rng(SEED + 5)
+    results["pipeline"] = (None, median_time(lambda: pipeline(images, pipeline_rng), repeat))
 
     # Every layer alone, on the input it sees in the network.
     rng = np.random.default_rng(SEED + 2)
@@ -321,11 +358,13 @@ def rel(a, b):
 def write_params(path):
     """zeronet's initial weights for PyTorch to copy, and, to check the copy
     against: the same network's scores, loss and weight gradients on
-    CHECK_BATCH images without dropout, in float64."""
+    CHECK_BATCH images without dropout, in float64. Also the data pipeline's
+    batch and colour PCA (:func:`pipeline_problem`); returns its source."""
     from zeronet import models
     net = zeronet_net()
     mean, x, t = problem()
-    arrays = {p.name: p.data for p in net.parameters()}
+    arrays, source = pipeline_problem()
+    arrays.update({p.name: p.data for p in net.parameters()})
     net64 = models.alexnet_cifar(np.random.default_rng(SEED + 1), mean, dtype="float64")
     for p, p64 in zip(net.parameters(), net64.parameters()):
         p64.data[...] = p.data
@@ -336,6 +375,7 @@ def write_params(path):
         if p.name.endswith("/W"):
             arrays[f"check_grad/{p.name.split('/')[0]}"] = p.grad.copy()
     np.savez(path, **arrays)
+    return source
 
 
 def best_of(runs):
@@ -350,7 +390,7 @@ def best_of(runs):
     return {**runs[0], "results": best}
 
 
-def report(args, zn, pt):
+def report(args, zn, pt, pipeline_source):
     import zeronet
     print(f"machine: {machine()}")
     print(f"zeronet {zeronet.__version__} ({zn['backend']}, OpenMP "
@@ -400,6 +440,15 @@ def report(args, zn, pt):
         print(f"| {label} | {fmt(zt)} | {fmt(ptt)} | {fmt(old)} | {ratio(zt, ptt)} "
               f"| {ratio(old, zt)} |")
 
+    pipe = z["pipeline"][1]
+    share = pipe / step_z
+    print(f"\n| data pipeline, batch {BATCH} | ms per batch | share of zeronet's step | target |")
+    print("|---|---|---|---|")
+    print(f"| random 24x24 crops of 32x32, flips, PCA colour jitter (std {PCA_STD:g}) "
+          f"| {fmt(pipe)} | {share:.2%} | ≤ {PIPELINE_TARGET:.0%}: "
+          f"{'met' if share <= PIPELINE_TARGET else 'missed'} |")
+    print(f"\nthe pipeline's batch: {pipeline_source}")
+
     if zn["eval"] is not None:
         print(f"\n10-crop evaluation of {args.eval_images} images (10 views of 24x24 each, "
               f"batch 1000): zeronet {zn['eval']:.1f} s"
@@ -409,7 +458,7 @@ def report(args, zn, pt):
 
 def main():
     ap = arguments(__doc__)
-    ap.add_argument("--eval-images", type=int, default=10000,
+    ap.add_argument("--eval-images", type=at_least(0), default=10000,
                     help="images for the 10-crop evaluation timing (0: skip it)")
     ap.add_argument("--params", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -421,7 +470,7 @@ def main():
             import zeronet
             zeronet.kernels.set_num_threads(args.threads)
             zeronet.kernels.set_blas_threads(args.threads)
-            out = zeronet_times(args.repeat, args.eval_images)
+            out = zeronet_times(args.repeat, args.params, args.eval_images)
         print(json.dumps(out))
         return
 
@@ -429,7 +478,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         params = os.path.join(tmp, "params.npz")
-        write_params(params)
+        pipeline_source = write_params(params)
 
         def measure(kind, eval_images):
             threads = str(args.threads)
@@ -455,7 +504,7 @@ def main():
             sys.exit(f"PyTorch's network differs from zeronet's (relative difference {worst:.2g} "
                      f"in {max(pt['check'], key=pt['check'].get)}): the timings would compare "
                      f"different things")
-    report(args, zn, pt)
+    report(args, zn, pt, pipeline_source)
 
 
 if __name__ == "__main__":

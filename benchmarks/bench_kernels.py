@@ -207,13 +207,24 @@ def ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}x"
 
 
+def at_least(least):
+    """An argparse type: an integer of at least ``least``."""
+    def parse(text):
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+    parse.__name__ = "integer"      # argparse's word for a value int() rejects
+    return parse
+
+
 def arguments(doc):
     """The options both benchmarks take: threads, repeats, rounds, and the
     hidden one that makes a subprocess measure one implementation."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--threads", type=at_least(1), default=2)
+    ap.add_argument("--repeat", type=at_least(1), default=10)
+    ap.add_argument("--rounds", type=at_least(1), default=3,
                     help="alternate zeronet and PyTorch this many times; keep the best")
     ap.add_argument("--measure", choices=["zeronet", "torch"], help=argparse.SUPPRESS)
     return ap
