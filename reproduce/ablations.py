@@ -463,20 +463,14 @@ def collect_records(json_path, runs_dir):
     into ``json_path``."""
     records = {}
     if Path(json_path).exists():
-        try:
-            stored = json.loads(Path(json_path).read_text())
-            for record in stored["runs"]:
-                check_record(record)
-                records[record["run"]] = record
-        except (ValueError, KeyError, TypeError) as exc:
-            sys.exit(f"{json_path}: not a record of ablation runs ({type(exc).__name__}: "
-                     f"{exc}); move it away to start a new one")
+        stored = common.check_record(
+            json_path, "not a record of ablation runs: move it away to start a new one",
+            lambda: [checked_run(r) for r in json.loads(Path(json_path).read_text())["runs"]])
+        records = {record["run"]: record for record in stored}
     added = False
     for path in sorted(Path(runs_dir).glob("*/result.json")):
-        try:
-            record = check_record(json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError) as exc:
-            sys.exit(f"{path}: not a record of an ablation run ({type(exc).__name__}: {exc})")
+        record = common.check_record(path, "not a record of an ablation run",
+                                     lambda: checked_run(json.loads(path.read_text())))
         added |= records.get(record["run"]) != record
         records[record["run"]] = record
     if added:
@@ -484,18 +478,11 @@ def collect_records(json_path, runs_dir):
     return records
 
 
-def check_record(record):
+def checked_run(record):
     """``record`` if it holds what the table and figures read, with the
     right types; else a ValueError (or KeyError, TypeError) saying what
-    is wrong."""
-    def need(mapping, key, kinds, where="the record"):
-        value = mapping[key]
-        if not isinstance(value, kinds) or isinstance(value, bool):
-            raise TypeError(f"{where}'s {key!r} is {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{where}'s {key!r} is {value!r}")
-        return value
-
+    is wrong (see common.check_record)."""
+    need = common.need
     if not isinstance(record, dict):
         raise TypeError(f"a record must be a JSON object, got {type(record).__name__}")
     for key in ("run", "arm", "kind"):

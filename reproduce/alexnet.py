@@ -506,7 +506,8 @@ def evaluate_weights(args):
     network, name = common.load_weights(args.weights, [MODEL])
     meta = network.metadata
     # The report on the file's own record, before minutes of evaluation.
-    common.check_record(args.weights, "alexnet.py", lambda: report_parts(meta, args))
+    common.check_record(args.weights, "its metadata is not a record that reproduce/alexnet.py "
+                        "writes", lambda: report_parts(meta, args))
     data = datasets.load_cifar10(args.data_dir, progress=not args.no_progress)
     _, _, x, y = common.select_data(data, args, QUICK_SIZES)
     began = time.perf_counter()

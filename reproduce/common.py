@@ -12,7 +12,8 @@ order a run uses it:
 - training one model with checkpoints, metrics and learning curves
   (:func:`train`, :func:`train_models`, :func:`save_model`);
 - evaluating saved weights instead of training (:func:`load_weights`,
-  :func:`weights_run`);
+  :func:`weights_run`), and checking that a record read back from a file
+  holds what the script reads (:func:`check_record`, :func:`need`);
 - the "paper vs this run" report (:func:`write_report`).
 
 A run writes everything into its own folder::
@@ -32,6 +33,7 @@ import argparse
 import csv
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -375,7 +377,7 @@ def save_model(network, model_dir, name, result, history, title):
     figures.learning_curves(history, model_dir / "learning_curves.png", title)
 
 
-# ---------------------------------------------------------- saved weights ----
+# ------------------------------------------------ saved weights, records ----
 
 def load_weights(path, models):
     """``(network, name)`` from an HDF5 file whose metadata names one of
@@ -388,15 +390,29 @@ def load_weights(path, models):
     return network, name
 
 
-def check_record(path, script, check):
-    """Exit with one line naming ``path`` if ``check()``, which reads the
-    weights file's metadata as ``script`` wrote it, finds it is not such a
-    record (a missing key, a value of the wrong type)."""
+def need(record, key, kinds, where="the record"):
+    """``record[key]`` if it is one of ``kinds`` (never a bool, which Python
+    counts as an int) and, if a float, finite; else a KeyError, TypeError or
+    ValueError naming it, for :func:`check_record` to report. For the
+    fields a report only prints, where ``True`` or ``"many"`` would pass."""
+    value = record[key]
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        raise TypeError(f"{where}'s {key!r} is {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}'s {key!r} is {value!r}")
+    return value
+
+
+def check_record(path, what, check):
+    """``check()``, which reads a record from ``path`` as a script wrote it
+    (a weights file's metadata, a JSON file of results) and raises if it is
+    no such record: a missing key, a value of the wrong type or out of
+    range, text that is not JSON. Then the run ends with one line: ``path``,
+    ``what`` it is not, and what is wrong. Returns ``check()``'s value."""
     try:
-        check()
+        return check()
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        sys.exit(f"{path}: its metadata is not a record that reproduce/{script} writes "
-                 f"({type(exc).__name__}: {exc})")
+        sys.exit(f"{path}: {what} ({type(exc).__name__}: {exc})")
 
 
 def weights_run(args, tag, evaluate):

@@ -18,7 +18,7 @@ import numpy as np
 
 import common  # beside this script, so on sys.path when it runs
 from zeronet import datasets, layers, models
-from zeronet.io import WeightsFileError
+from zeronet.losses import MAPLoss
 from zeronet.optimizers import SDLM, Adam, Momentum
 
 PAPER = "LeCun et al. 1998, Proc. IEEE 86(11), §III.C and Fig. 9"
@@ -408,44 +408,49 @@ def report(results, run_dir, args):
                         paper=PAPER, table=report_table(results), departures=departures(results))
 
 
+def check_result(result):
+    """``result``, a row's record read back from a weights file, if it holds
+    what the report reads: the report is built on it, and the fields that
+    it only prints or multiplies must have the right types. Else a KeyError,
+    TypeError or ValueError (see common.check_record)."""
+    for key in ("parameters", "epochs", "batch_size"):
+        common.need(result, key, int)
+    for key in ("seconds_per_epoch", "base_lr", "momentum"):
+        common.need(result, key, (int, float))
+    for key in ("test_error", "running_curvature"):      # some rows' records lack them
+        if result.get(key) is not None:
+            common.need(result, key, (int, float))
+    report_table({result["model"]: result})
+    departures({result["model"]: result})
+    return result
+
+
 def codes_name(codes):
     """Which of zeronet's code sets an RBF layer's ``codes (10, 84)`` are."""
     return "hadamard" if np.array_equal(codes, models.hadamard_codes(len(codes))) else "bitmaps"
 
 
-NUMBER = (int, float)
-# The metadata fields that the report reads from a weights file, and what
-# each must be: a type, or one of a dict's keys. Only the first three must
-# be there.
-REPORTED_METADATA = {"parameters": int, "epochs": int, "seconds_per_epoch": NUMBER,
-                     "test_error": NUMBER, "base_lr": NUMBER, "batch_size": int,
-                     "momentum": NUMBER, "running_curvature": NUMBER,
-                     "rubbish_penalty": NUMBER, "optimizer": OPTIMIZER_DEPARTURE,
-                     "codes": CODES_TEXT}
-
-
-def check_reported_metadata(meta, path):
-    """Refuse weights whose metadata the report could not use."""
-    for key, allowed in REPORTED_METADATA.items():
-        value = meta.get(key)
-        if value is None and key not in ("parameters", "epochs", "seconds_per_epoch"):
-            continue
-        ok = (isinstance(value, str) and value in allowed if isinstance(allowed, dict)
-              else isinstance(value, allowed))
-        if not ok or isinstance(value, bool):
-            raise WeightsFileError(f"{path}: metadata field {key!r} is {value!r}, which a "
-                                   f"LeNet report cannot use")
+def recorded_result(network):
+    """The result a weights file records: its metadata without the history,
+    and the output layer (with an RBF layer's penalty and codes) as the
+    network itself has it."""
+    rbf = isinstance(network.layers.get("output"), layers.RBF)
+    if rbf and not isinstance(network.loss_layer, MAPLoss):
+        raise TypeError(f"its RBF output goes with the MAP loss, not with "
+                        f"{type(network.loss_layer).__name__}")
+    result = {k: v for k, v in network.metadata.items() if k != "history"}
+    result.update(output="rbf" if rbf else "softmax",
+                  **({"rubbish_penalty": network.loss_layer.j,
+                      "codes": codes_name(network.layers["output"].codes)} if rbf else {}))
+    return result
 
 
 def evaluate_weights(args):
     """Inference only: load HDF5 weights and measure their test error."""
     network, name = common.load_weights(args.weights, ROWS)
-    check_reported_metadata(network.metadata, args.weights)
-    rbf = isinstance(network.layers.get("output"), layers.RBF)
-    result = {k: v for k, v in network.metadata.items() if k != "history"}
-    result.update(output="rbf" if rbf else "softmax",
-                  **({"rubbish_penalty": network.loss_layer.j,
-                      "codes": codes_name(network.layers["output"].codes)} if rbf else {}))
+    # The report on the file's own record, before the test set is read.
+    result = common.check_record(args.weights, "not weights that reproduce/lenet.py writes",
+                                 lambda: check_result(recorded_result(network)))
     recorded = result.get("test_error")
     # The test set alone: a newcomer without MNIST downloads two small files.
     data = datasets.load_mnist(args.data_dir, progress=not args.no_progress, parts=("test",))

@@ -11,6 +11,7 @@ import pytest
 import zeronet
 from conftest import real_data_dir
 from zeronet import models
+from zeronet.network import Sequential
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -168,18 +169,64 @@ def test_lenet_weights_mode_evaluates_shipped_weights(tmp_path):
         f"{round(abs(measured - recorded) * 10_000)} digits apart")
 
 
+# What reproduce/lenet.py records for a row, in the shape of its results.
+A_RECORD = {"model": "mlp300", "label": "28x28-300-10", "parameters": 10, "epochs": 1,
+            "seconds_per_epoch": 0.5, "test_error": 0.25, "base_lr": 0.01, "batch_size": 16,
+            "optimizer": "momentum", "momentum": 0.9}
+NOT_OURS = "not weights that reproduce/lenet.py writes"
+
+
+def lenet_refusal(path, tmp_path):
+    """What ``lenet.py --weights path`` says on refusing the file: one line,
+    exit status 1, before the test set is read (no MNIST needed, none
+    downloaded) and before any run folder is made."""
+    cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), "--weights", str(path),
+           "--data-dir", str(tmp_path / "no-data"), "--out", str(tmp_path / "runs")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    message = proc.stderr.strip()
+    assert proc.returncode == 1 and len(message.splitlines()) == 1, message
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "no-data").exists()
+    return message
+
+
 @pytest.mark.parametrize("metadata, says", [
     ({"model": "alexnet"}, "names no model of this script"),
-    ({"model": "mlp300", "parameters": 10}, "which a LeNet report cannot use"),
-])
+    ({"model": "mlp300", "parameters": 10}, "KeyError: 'epochs'"),
+    ({k: v for k, v in A_RECORD.items() if k != "optimizer"}, "KeyError: 'optimizer'"),
+    ({**A_RECORD, "optimizer": "rmsprop"}, "KeyError: 'rmsprop'"),
+    ({**A_RECORD, "epochs": "many"}, "the record's 'epochs' is 'many'"),
+    ({**A_RECORD, "parameters": True}, "the record's 'parameters' is True"),
+    ({**A_RECORD, "batch_size": 16.0}, "the record's 'batch_size' is 16.0"),
+    ({**A_RECORD, "test_error": "low"}, "the record's 'test_error' is 'low'"),
+    ({**A_RECORD, "momentum": "0.9"}, "the record's 'momentum' is '0.9'"),
+], ids=["other-model", "no-epochs", "no-optimizer", "unknown-optimizer", "epochs-text",
+        "parameters-bool", "batch-float", "error-text", "momentum-text"])
 def test_lenet_refuses_weights_it_did_not_write_in_one_line(tmp_path, metadata, says):
     path = tmp_path / "other.h5"
     zeronet.save(models.mlp(np.random.default_rng(0), (4,)), path, metadata=metadata)
-    cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), "--weights", str(path),
-           "--out", str(tmp_path / "runs")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    message = proc.stderr.strip()
-    assert proc.returncode == 1 and len(message.splitlines()) == 1 and says in message, message
+    message = lenet_refusal(path, tmp_path)
+    assert str(path) in message and says in message, message
+    if says.startswith(("KeyError", "the record")):
+        assert NOT_OURS in message, message
+
+
+def test_lenet_refuses_rbf_outputs_without_the_map_loss_in_one_line(tmp_path):
+    lenet5 = models.lenet5(np.random.default_rng(0), output="rbf")
+    path = tmp_path / "rbf-softmax.h5"
+    zeronet.save(Sequential(list(lenet5.layers.items())), path, metadata=A_RECORD)
+    message = lenet_refusal(path, tmp_path)
+    assert f"{path}: {NOT_OURS}" in message and "not with SoftmaxWithLoss" in message, message
+
+
+def test_lenet_takes_the_records_it_writes():
+    # The other side of the refusals above: the check passes what lenet.py
+    # writes, the shipped weights' records and the sample one alike.
+    lenet = import_lenet()
+    records = [lenet.recorded_result(zeronet.load(path))
+               for path in sorted((REPO / "reproduce" / "weights").glob("lenet*.h5"))]
+    assert records, "no shipped LeNet weights"
+    for record in records + [{**A_RECORD, "output": "softmax"}]:
+        lenet.check_result(record)
 
 
 def test_run_folders_started_in_the_same_second_do_not_collide(tmp_path, monkeypatch):
