@@ -2,8 +2,8 @@
 with deep convolutional neural networks", at CIFAR-10 scale, and compare.
 
     python reproduce/alexnet.py                # train the scaled AlexNet, print the table
-    python reproduce/alexnet.py --val 5000 --schedule plateau   # tuning run: test set unseen
-    python reproduce/alexnet.py --weights reproduce/weights/alexnet.h5   # evaluate saved weights
+    python reproduce/alexnet.py --val 5000     # the same training, judged on validation: test set unseen
+    python reproduce/alexnet.py --weights reproduce/weights/alexnet-cifar.h5   # evaluate saved weights
     python reproduce/alexnet.py --quick        # seconds-long smoke run
     python reproduce/alexnet.py --no-lrn       # one of the paper's mechanisms off (see --help)
     python reproduce/alexnet.py --ablations    # every mechanism's claim re-measured (ablations.py)
