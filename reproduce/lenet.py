@@ -19,7 +19,8 @@ import numpy as np
 import common  # beside this script, so on sys.path when it runs
 from zeronet import datasets, layers, models
 from zeronet.losses import MAPLoss
-from zeronet.optimizers import SDLM, Adam, Momentum
+from zeronet.optimizers import Adam, Momentum
+from zeronet.sdlm import SDLM
 
 PAPER = "LeCun et al. 1998, Proc. IEEE 86(11), §III.C and Fig. 9"
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import zeronet
-from zeronet import io, kernels, layers as L, models, reference
+from zeronet import io, kernels, layers as L, models, reference, sdlm
 from zeronet._validate import MAX_SIZE
 from zeronet.io import WeightsFileError
 from zeronet.network import Sequential
@@ -727,7 +727,7 @@ def test_8_convolution_refuses_dout_with_oh_and_ow_swapped(batch):
     with pytest.raises(ValueError, match=r"expects dout of shape \(%d, 4, 38, 29\)" % batch):
         conv.backward(swapped)
     with pytest.raises(ValueError, match="expects dout of shape"):
-        conv.curvature_backward(swapped)
+        sdlm.layer_curvature(conv, swapped)
 
 
 @pytest.mark.parametrize("layer, shape", [

@@ -7,15 +7,17 @@ propagation of LeCun et al. 1998, Appendix C:
 
 The oracle builds the Jacobian row by row from ``backward`` (already checked
 against numerical gradients in test_layers.py) and squares it: nothing of
-the curvature code is shared with it.
+the curvature code (zeronet/sdlm.py) is shared with it.
 """
 import numpy as np
 import pytest
 
-from zeronet import gradcheck, models, optimizers
+from zeronet import models
 from zeronet import layers as L
 from zeronet.losses import MAPLoss, SoftmaxWithLoss
 from zeronet.network import Sequential
+from zeronet.sdlm import (SDLM, curvature_rule, layer_curvature, loss_curvature,
+                          network_curvature)
 from test_layers import CONV_CASES, CONV_PATHS, assert_close, distinct, make_conv, use_conv_path
 from test_trainer import blobs, quiet_trainer
 
@@ -44,11 +46,15 @@ def assert_curvature_matches_oracle(make, x, rng, train=False):
     d2x_expected, curvature_expected = squared_jacobian_oracle(make(), x, d2out, train)
     layer = make()
     layer.forward(x, train=train)
-    d2x = layer.curvature_backward(d2out)
+    grads = {k: p.grad.copy() for k, p in layer.params.items()}
+    d2x, curvature = layer_curvature(layer, d2out)
     assert_close(d2x, d2x_expected, TOL, f"{layer!r}: d2E/dx2")
+    assert curvature.keys() == layer.params.keys()
     for k, p in layer.params.items():
-        assert p.curvature.shape == p.data.shape
-        assert_close(p.curvature, curvature_expected[k], TOL, f"{layer!r}: curvature of {k}")
+        assert curvature[k].shape == p.data.shape and curvature[k].dtype == p.data.dtype
+        assert_close(curvature[k], curvature_expected[k], TOL, f"{layer!r}: curvature of {k}")
+        # The Trainer runs the pass between backward and the update.
+        assert np.array_equal(p.grad, grads[k]), f"{layer!r}: the pass changed {k}'s grad"
 
 
 @pytest.mark.parametrize("path", CONV_PATHS)
@@ -66,9 +72,9 @@ def test_table_convolution_keeps_missing_connections_at_zero_curvature():
     kwargs, shape = CONV_CASES["table"]
     layer = make_conv(kwargs, rng)
     y = layer.forward(rng.standard_normal(shape))
-    layer.curvature_backward(rng.uniform(0.1, 1, y.shape))
-    W = layer.params["W"]
-    assert np.all(W.curvature[~W.mask] == 0) and np.all(W.curvature[W.mask] > 0)
+    _, curvature = layer_curvature(layer, rng.uniform(0.1, 1, y.shape))
+    mask = layer.params["W"].mask
+    assert np.all(curvature["W"][~mask] == 0) and np.all(curvature["W"][mask] > 0)
 
 
 LAYER_CASES = {
@@ -102,11 +108,41 @@ def test_layer_curvature(case):
     assert_curvature_matches_oracle(make, distinct(shape, rng, 0.1), rng, train)
 
 
-def test_layer_without_a_curvature_pass_says_so():
+def test_layer_without_a_curvature_rule_says_so():
     layer = L.LRN()
     layer.forward(np.ones((1, 3, 2, 2)))
-    with pytest.raises(NotImplementedError, match="LRN has no curvature pass"):
-        layer.curvature_backward(np.ones((1, 3, 2, 2)))
+    with pytest.raises(NotImplementedError, match="LRN has no curvature rule"):
+        layer_curvature(layer, np.ones((1, 3, 2, 2)))
+
+
+def test_a_layer_of_your_own_gets_a_curvature_rule(monkeypatch):
+    class Halving(L.Layer):
+        def forward(self, x, *, train=False):
+            return x / 2
+
+        def backward(self, dout):
+            return dout / 2
+
+    class LoudTanh(L.Tanh):     # a subclass computes what its base computes
+        pass
+
+    monkeypatch.setattr("zeronet.sdlm.CURVATURE_RULES", {})
+    with pytest.raises(NotImplementedError, match="Halving has no curvature rule"):
+        layer_curvature(Halving(), np.ones((2, 3)))
+    curvature_rule(Halving)(lambda layer, d2out: (d2out / 4, {}))
+    curvature_rule(L.Tanh)(lambda layer, d2out: (layer.backward(layer.backward(d2out)), {}))
+    assert np.array_equal(layer_curvature(Halving(), np.ones((2, 3)))[0], np.full((2, 3), 0.25))
+    tanh = LoudTanh()
+    tanh.forward(np.zeros((2, 3)))
+    assert np.array_equal(layer_curvature(tanh, np.ones((2, 3)))[0], np.ones((2, 3)))
+
+
+def test_plain_layers_and_parameters_carry_no_curvature_machinery():
+    layer = L.Affine(3, 2)
+    assert not any("curvature" in name for name in dir(layer))
+    assert not any("curvature" in name for name in dir(layer.params["W"]))
+    assert not any("curvature" in name for name in dir(Sequential([("fc", layer)])))
+    assert not any("curvature" in name for name in dir(MAPLoss()))
 
 
 def numerical_hessian_diagonal(gradient, x, eps=1e-6):
@@ -135,7 +171,7 @@ def test_softmax_loss_curvature_is_the_exact_hessian_diagonal():
         return loss.backward()
     numeric = numerical_hessian_diagonal(gradient, score)
     loss.forward(score, t)
-    assert_close(loss.curvature(), numeric, 1e-8, "SoftmaxWithLoss curvature")
+    assert_close(loss_curvature(loss), numeric, 1e-8, "SoftmaxWithLoss curvature")
 
 
 def test_network_curvature_is_exact_for_an_affine_layer_into_the_loss():
@@ -153,8 +189,7 @@ def test_network_curvature_is_exact_for_an_affine_layer_into_the_loss():
     for p in net.parameters():
         numeric = numerical_hessian_diagonal(lambda: gradient_of(p), p.data)
         net.loss(x, t)
-        net.curvature_backward()
-        assert_close(p.curvature, numeric, 1e-8, f"curvature of {p.name}")
+        assert_close(network_curvature(net)[p.name], numeric, 1e-8, f"curvature of {p.name}")
 
 
 def test_rbf_and_map_loss_give_the_papers_mse_curvature():
@@ -183,11 +218,11 @@ def test_rbf_and_map_loss_give_the_papers_mse_curvature():
             p.data[i] = original
             numeric[i] = (values[0] - 2 * values[1] + values[2]) / eps ** 2
         net.loss(x, t)
-        net.curvature_backward()
-        assert_close(p.curvature, numeric, 1e-7, f"curvature of {p.name}")
+        assert_close(network_curvature(net)[p.name], numeric, 1e-7, f"curvature of {p.name}")
     # At the RBF's input: 2 per input, for every example (mean over 6).
     net.loss(x, t)
-    assert np.allclose(net.layers["rbf"].curvature_backward(net.loss_layer.curvature()), 2 / 6)
+    d2x, _ = layer_curvature(net.layers["rbf"], loss_curvature(net.loss_layer))
+    assert np.allclose(d2x, 2 / 6)
 
 
 def test_network_curvature_chains_the_layers_oracles():
@@ -199,7 +234,7 @@ def test_network_curvature_chains_the_layers_oracles():
                       ("fc2", L.Affine(6, 3, dtype="float64", rng=rng))], input_grad=True)
     x, t = rng.standard_normal((4, 5)), rng.integers(0, 3, size=4)
     net.loss(x, t)
-    d2 = net.loss_layer.curvature()
+    d2 = loss_curvature(net.loss_layer)
     inputs = [x, net.layers["fc1"].forward(x)]
     inputs.append(net.layers["act"].forward(inputs[1]))
     expected = {}
@@ -207,9 +242,13 @@ def test_network_curvature_chains_the_layers_oracles():
         d2, curvature = squared_jacobian_oracle(layer, layer_input, d2)
         expected.update({f"{name}/{k}": v for k, v in curvature.items()})
     net.loss(x, t)
-    net.curvature_backward()
+    net.backward()
+    grads = {p.name: p.grad.copy() for p in net.parameters()}
+    curvature = network_curvature(net)
+    assert curvature.keys() == {p.name for p in net.parameters()}
     for p in net.parameters():
-        assert_close(p.curvature, expected[p.name], TOL, f"curvature of {p.name}")
+        assert_close(curvature[p.name], expected[p.name], TOL, f"curvature of {p.name}")
+        assert np.array_equal(p.grad, grads[p.name]), f"the pass changed {p.name}'s grad"
 
 
 @pytest.mark.parametrize("layers, loss", [
@@ -220,7 +259,7 @@ def test_curvature_pass_needs_rbf_and_map_loss_together(layers, loss):
     net = Sequential(layers, loss)
     net.loss(np.ones((2, 4), np.float32), np.array([0, 1]))
     with pytest.raises(ValueError, match="RBF output layer and the MAPLoss together"):
-        net.curvature_backward()
+        network_curvature(net)
 
 
 # ------------------------------------------------------------------ SDLM ----
@@ -231,11 +270,10 @@ def test_sdlm_step_is_rate_over_mu_plus_curvature(momentum):
     net = Sequential([("fc1", L.Affine(4, 5, dtype="float64", rng=rng)), ("act", L.Tanh()),
                       ("fc2", L.Affine(5, 3, dtype="float64", rng=rng))])
     x, t = rng.standard_normal((30, 4)), rng.integers(0, 3, size=30)
-    sdlm = optimizers.SDLM(lr=0.3, mu=0.05, momentum=momentum)
+    sdlm = SDLM(lr=0.3, mu=0.05, momentum=momentum)
     sdlm.estimate_curvature(net, x, t, batch_size=7)   # uneven chunks: a weighted mean
     net.loss(x, t)
-    net.curvature_backward()
-    h = {p.name: p.curvature.copy() for p in net.parameters()}
+    h = network_curvature(net)
     velocity = {p.name: np.zeros_like(p.data) for p in net.parameters()}
     for batch in (slice(0, 8), slice(8, 16)):
         before = {p.name: p.data.copy() for p in net.parameters()}
@@ -255,16 +293,17 @@ def test_sdlm_running_curvature_follows_every_batch():
     net = Sequential([("fc1", L.Affine(4, 5, dtype="float64", rng=rng)), ("act", L.Tanh()),
                       ("fc2", L.Affine(5, 3, dtype="float64", rng=rng))])
     x, t = rng.standard_normal((24, 4)), rng.integers(0, 3, size=24)
-    sdlm = optimizers.SDLM(lr=0.3, mu=0.05, running=0.25)
+    sdlm = SDLM(lr=0.3, mu=0.05, running=0.25)
     sdlm.estimate_curvature(net, x, t)
     h = {p.name: sdlm.slots[f"h/{p.name}"].copy() for p in net.parameters()}
     for batch in (slice(0, 8), slice(8, 16)):
         before = {p.name: p.data.copy() for p in net.parameters()}
         net.loss(x[batch], t[batch])
         net.backward()
-        net.curvature_backward()
+        sdlm.after_backward(net)
+        batch_curvature = network_curvature(net)
         for p in net.parameters():
-            h[p.name] += 0.25 * (p.curvature - h[p.name])
+            h[p.name] += 0.25 * (batch_curvature[p.name] - h[p.name])
         sdlm.update(net.parameters())
         for p in net.parameters():
             assert_close(p.data, before[p.name] - 0.3 / (0.05 + h[p.name]) * p.grad, 1e-12,
@@ -277,18 +316,32 @@ def test_sdlm_running_curvature_needs_each_batchs_curvature_pass():
     rng = np.random.default_rng(210)
     net = Sequential([("fc", L.Affine(4, 3, dtype="float64", rng=rng))])
     x, t = rng.standard_normal((10, 4)), rng.integers(0, 3, size=10)
-    sdlm = optimizers.SDLM(running=0.5)
+    sdlm = SDLM(running=0.5)
     sdlm.estimate_curvature(net, x, t)
     net.loss(x, t)
     net.backward()
-    with pytest.raises(RuntimeError, match="curvature_backward"):
+    with pytest.raises(RuntimeError, match=r"after_backward\(network\)"):
         sdlm.update(net.parameters())
-    net.curvature_backward()
+    sdlm.after_backward(net)
     sdlm.update(net.parameters())          # fresh: accepted, and used up
+    assert sdlm.batch_curvature == {}
     net.loss(x, t)
     net.backward()
-    with pytest.raises(RuntimeError, match="curvature_backward"):
+    with pytest.raises(RuntimeError, match=r"after_backward\(network\)"):
         sdlm.update(net.parameters())
+
+
+def test_sdlm_without_running_needs_no_pass_after_backward():
+    rng = np.random.default_rng(211)
+    net = Sequential([("fc", L.Affine(4, 3, dtype="float64", rng=rng))])
+    x, t = rng.standard_normal((10, 4)), rng.integers(0, 3, size=10)
+    sdlm = SDLM()
+    sdlm.estimate_curvature(net, x, t)
+    net.loss(x, t)
+    net.backward()
+    sdlm.after_backward(net)
+    assert sdlm.batch_curvature == {}
+    sdlm.update(net.parameters())
 
 
 def test_sdlm_without_a_curvature_estimate_raises():
@@ -296,17 +349,17 @@ def test_sdlm_without_a_curvature_estimate_raises():
     net.loss(np.ones((2, 4), np.float32), np.array([0, 1]))
     net.backward()
     with pytest.raises(RuntimeError, match="estimate_curvature"):
-        optimizers.SDLM().update(net.parameters())
+        SDLM().update(net.parameters())
 
 
 @pytest.mark.parametrize("mu", [0.0, -1.0])
 def test_sdlm_rejects_a_mu_that_does_not_bound_the_step(mu):
     with pytest.raises(ValueError, match="mu"):
-        optimizers.SDLM(mu=mu)
+        SDLM(mu=mu)
     with pytest.raises(ValueError, match="estimates_per_pass"):
-        optimizers.SDLM(estimates_per_pass=0)
+        SDLM(estimates_per_pass=0)
     with pytest.raises(ValueError, match="running"):
-        optimizers.SDLM(running=1.5)
+        SDLM(running=1.5)
 
 
 @pytest.mark.parametrize("momentum, running", [(0.0, None), (0.5, None), (0.0, 0.1)])
@@ -314,8 +367,7 @@ def test_trainer_with_sdlm_learns(momentum, running):
     x, t = blobs(0, n=300)
     (x, t), (xv, tv) = (x[:200], t[:200]), (x[200:], t[200:])
     net = models.mlp(np.random.default_rng(2), (16,), in_features=6, num_classes=3)
-    trainer = quiet_trainer(net, optimizers.SDLM(lr=0.02, samples=64, momentum=momentum,
-                                                 running=running),
+    trainer = quiet_trainer(net, SDLM(lr=0.02, samples=64, momentum=momentum, running=running),
                             epochs=5, batch_size=16, rng=np.random.default_rng(3))
     history = trainer.fit(x, t, xv, tv)
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
@@ -326,7 +378,7 @@ def test_trainer_with_sdlm_learns(momentum, running):
 def test_trainer_estimates_the_curvature_before_every_pass_or_more_often(per_pass):
     x, t = blobs(0, n=100)
     net = models.mlp(np.random.default_rng(2), (8,), in_features=6, num_classes=3)
-    sdlm = optimizers.SDLM(lr=0.01, samples=30, estimates_per_pass=per_pass)
+    sdlm = SDLM(lr=0.01, samples=30, estimates_per_pass=per_pass)
     calls = []
     estimate = sdlm.estimate_curvature
     sdlm.estimate_curvature = lambda *a, **k: (calls.append(len(a[1])), estimate(*a, **k))
@@ -340,7 +392,7 @@ def test_lenet5_has_a_curvature_pass_through_every_layer(output):
     net = models.lenet5(rng, output=output)
     # Digit-like input: mostly background, a few strokes of ink.
     digits = np.where(rng.random((20, 28, 28)) < 0.15, 255, 0).astype(np.uint8)
-    sdlm = optimizers.SDLM(mu=0.02)
+    sdlm = SDLM(mu=0.02)
     sdlm.estimate_curvature(net, digits, rng.integers(0, 10, size=20))
     for p in net.parameters():
         step = sdlm.slots[f"step/{p.name}"]

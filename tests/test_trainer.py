@@ -5,6 +5,7 @@ import pytest
 from zeronet import io, models, optimizers
 from zeronet import layers as L
 from zeronet.network import Sequential
+from zeronet.sdlm import SDLM
 from zeronet.trainer import Trainer
 
 METRICS = ("epoch", "lr", "train_loss", "train_error", "val_loss", "val_error")
@@ -63,6 +64,52 @@ def test_training_is_reproducible_from_seeds():
         assert np.array_equal(p.data, q.data), p.name
 
 
+class HookedSGD(optimizers.SGD):
+    """SGD with both optimizer hooks, recording what the trainer hands them."""
+
+    def __init__(self, lr):
+        super().__init__(lr)
+        self.calls = []
+
+    def before_batch(self, network, step, steps, sample):
+        xs, ts = sample(5)
+        self.calls.append(("before_batch", step, steps, xs.copy(), ts.copy()))
+
+    def after_backward(self, network):
+        grads = [p.grad.copy() for p in network.parameters()]
+        self.calls.append(("after_backward", self.t, grads))
+
+
+def test_trainer_calls_the_optimizer_hooks_around_every_batch():
+    # The hooks SDLM uses, in a plain optimizer: before_batch before every
+    # batch, with a sampler that draws from the trainer's generator and
+    # augments; after_backward with the batch's gradients, before update.
+    x, t = blobs(6, n=50)
+    net = models.mlp(np.random.default_rng(7), (4,), in_features=6, num_classes=3)
+    optimizer = HookedSGD(lr=0.1)
+    updates = []
+    update = optimizer.update
+    optimizer.update = lambda params: (updates.append([p.grad.copy() for p in params]),
+                                       update(params))
+    quiet_trainer(net, optimizer, epochs=2, batch_size=20, rng=np.random.default_rng(8),
+                  augment=add_noise).fit(x, t)
+    kinds = [call[0] for call in optimizer.calls]
+    assert kinds == ["before_batch", "after_backward"] * 6        # 3 batches a pass
+    befores = optimizer.calls[0::2]
+    assert [(c[1], c[2]) for c in befores] == [(0, 3), (1, 3), (2, 3)] * 2
+    for _, _, _, xs, ts in befores:
+        assert xs.shape == (5, 6) and ts.shape == (5,)
+        # Augmented: no sampled row is a training row as it stands.
+        assert not any((row == x).all(axis=1).any() for row in xs)
+        # The labels are those of the rows drawn (noise 0.3 keeps the nearest).
+        nearest = np.argmin(((xs[:, None] - x[None]) ** 2).sum(axis=2), axis=1)
+        assert np.array_equal(ts, t[nearest])
+    for step, (_, t_before_update, grads) in enumerate(optimizer.calls[1::2]):
+        assert t_before_update == step                 # before this batch's update
+        for g, u in zip(grads, updates[step]):
+            assert np.array_equal(g, u)                # this batch's gradients
+
+
 # ------------------------------------------------------------------ resume ----
 
 def add_noise(x, rng):
@@ -117,14 +164,13 @@ def setup(kind):
         reshape = True
     elif kind == "sdlm_running":
         net = conv_dropout_net(rng)
-        optimizer = optimizers.SDLM(lr=0.01, samples=40, running=0.3)
+        optimizer = SDLM(lr=0.01, samples=40, running=0.3)
         reshape = True
     elif kind == "sdlm":
         # The curvature is re-estimated every pass from examples the trainer's
         # generator picks (and augments): the resumed run must pick the same.
         net = conv_dropout_net(rng)
-        optimizer = optimizers.SDLM(lr=0.01, samples=40, momentum=0.5,
-                                    estimates_per_pass=3)
+        optimizer = SDLM(lr=0.01, samples=40, momentum=0.5, estimates_per_pass=3)
         augment, reshape = add_noise, True
     return net, optimizer, schedule, augment, reshape
 

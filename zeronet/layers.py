@@ -24,15 +24,12 @@ class Parameter:
     ``name`` is qualified (``"conv1/W"``) once the layer joins a network.
     ``mask`` (same shape, bool) marks the entries that exist: LeNet-5's C3
     connection table makes some weights structurally zero. ``decay`` says
-    whether weight decay applies (weights yes, biases no). ``curvature``
-    holds the estimate of d2L/dw2 from the last curvature pass (see
-    :meth:`Layer.curvature_backward`), None before the first.
+    whether weight decay applies (weights yes, biases no).
     """
 
     def __init__(self, data, name, *, mask=None, decay=True):
         self.data = data
         self.grad = np.zeros_like(data)
-        self.curvature = None
         self.name = name
         self.mask = mask
         self.decay = decay
@@ -65,24 +62,6 @@ class Layer:
 
     def backward(self, dout):
         raise NotImplementedError
-
-    def curvature_backward(self, d2out):
-        """The second-derivative pass of stochastic diagonal Levenberg-Marquardt
-        (LeCun et al. 1998, Appendix C; used by :class:`~zeronet.optimizers.SDLM`).
-
-        Like ``backward``, but with squared derivatives: given an estimate of
-        d2E/dy2 for every output (the shape of y), fill each parameter's
-        ``curvature`` with d2E/dw2 and return d2E/dx2 (the shape of x). It
-        is the paper's approximation (Gauss-Newton, on the diagonal): the
-        squared first derivatives carry the curvature back; the terms with a
-        second derivative of a layer's own function, and the cross terms
-        between units, are left out, so it never goes negative. (Only
-        :class:`RBF` adds its own: its squared distances are where the
-        criterion's curvature comes from.) Call it after ``forward``, as
-        ``backward``.
-        """
-        raise NotImplementedError(f"{type(self).__name__} has no curvature pass, which "
-                                  f"the SDLM optimizer needs")
 
     def config(self):
         """Constructor arguments as JSON-friendly values."""
@@ -156,26 +135,6 @@ def _generator(rng):
     """The generator to draw from: the one given, else a fixed-seed one (a
     network rebuilt from a file overwrites these draws when it loads)."""
     return rng if rng is not None else np.random.default_rng(0)
-
-
-def _elementwise_curvature(layer, d2out):
-    """``curvature_backward`` of a layer with ``y_i = f(x_i)``: d2E/dx_i2 =
-    f'(x_i)^2 d2E/dy_i2, that is ``backward`` applied twice."""
-    return layer.backward(layer.backward(d2out))
-
-
-def _fresh_curvatures(layer, *names):
-    """New ``curvature`` arrays for the named parameters of ``layer``, in
-    order: the outputs of a curvature pass through ``_backprop``."""
-    for name in names:
-        layer.params[name].curvature = np.empty_like(layer.params[name].data)
-    return [layer.params[name].curvature for name in names]
-
-
-def _zero_one_curvature(layer, d2out):
-    """``curvature_backward`` of a layer whose every derivative dy/dx is 0 or
-    1 (Flatten, MaxPooling): squaring changes nothing, so it is ``backward``."""
-    return layer.backward(d2out)
 
 
 def _check_ndim(x, ndim, layer, what="(N, C, H, W)"):
@@ -409,19 +368,6 @@ class Convolution(Layer):
             W.grad *= W.mask
         return dx
 
-    def curvature_backward(self, d2out):
-        # y = col W^T + b is linear: the same pass with x and W squared (im2col
-        # only copies values and pads with 0 = 0^2, so col(x)^2 = col(x^2)).
-        _check_dout(self, d2out)
-        W, b = _fresh_curvatures(self, "W", "b")
-        d2out = np.ascontiguousarray(d2out, dtype=self.dtype)
-        b[...] = np.einsum("nchw->c", d2out)
-        d2x, W[...] = kernels.conv_backward(np.square(self.x), np.square(self.weights()), d2out,
-                                            self.stride, self.pad, self.groups, self.input_grad)
-        if self.params["W"].mask is not None:
-            W *= self.params["W"].mask
-        return d2x
-
     def weights(self):
         """W with the connection table applied (W itself without one)."""
         W = self.params["W"]
@@ -465,8 +411,6 @@ class MaxPooling(Layer):
         _check_dout(self, dout)
         return kernels.maxpool_backward(np.ascontiguousarray(dout), self.arg_max, self.x_shape,
                                         self.kernel_size, self.stride, self.pad)
-
-    curvature_backward = _zero_one_curvature
 
 
 def _sum_of_shifts(a, axis, kernel, stride, count):
@@ -556,11 +500,6 @@ class AvgPooling(Layer):
         return _window_sums_backward(dout / dout.dtype.type(kk), self.x_shape,
                                      self.kernel_size, self.stride, self.pad)
 
-    def curvature_backward(self, d2out):
-        # Every derivative is 1/kk, so its square is 1/kk^2: backward of d2out/kk.
-        kk = self.kernel_size[0] * self.kernel_size[1]
-        return self.backward(d2out / d2out.dtype.type(kk))
-
 
 class Subsampling(Layer):
     """LeNet's trainable subsampling (LeCun et al. 1998 §II.B, layer S2):
@@ -606,23 +545,9 @@ class Subsampling(Layer):
     def backward(self, dout):
         _check_dout(self, dout)
         coeff, b = self.params["coeff"], self.params["b"]
-        return self._backprop(dout, self.window_sum, coeff.data, coeff.grad, b.grad)
-
-    def curvature_backward(self, d2out):
-        _check_dout(self, d2out)
-        # Linear in the window sums, the coefficients and the bias: the same
-        # pass with every factor squared.
-        return self._backprop(d2out, np.square(self.window_sum),
-                              np.square(self.params["coeff"].data),
-                              *_fresh_curvatures(self, "coeff", "b"))
-
-    def _backprop(self, dout, window_sum, coeff, dcoeff, db):
-        """Shared by backward (gradients) and curvature_backward (squares):
-        fill ``dcoeff``, ``db (C,)`` from ``dout (N, C, OH, OW)``, the window
-        sums and the coefficients; return dx ``(N, C, H, W)``."""
-        dcoeff[...] = np.einsum("nchw,nchw->c", dout, window_sum)
-        db[...] = np.einsum("nchw->c", dout)
-        return _window_sums_backward(dout * coeff[:, None, None], self.x_shape,
+        coeff.grad[...] = np.einsum("nchw,nchw->c", dout, self.window_sum)
+        b.grad[...] = np.einsum("nchw->c", dout)
+        return _window_sums_backward(dout * coeff.data[:, None, None], self.x_shape,
                                      self.kernel_size, self.kernel_size, (0, 0))
 
 
@@ -668,21 +593,9 @@ class Affine(Layer):
     def backward(self, dout):
         _check_dout(self, dout)
         W, b = self.params["W"], self.params["b"]
-        return self._backprop(dout, self.x, W.data, W.grad, b.grad)
-
-    def curvature_backward(self, d2out):
-        _check_dout(self, d2out)
-        # Linear: the same pass with x and W squared.
-        return self._backprop(d2out, np.square(self.x), np.square(self.params["W"].data),
-                              *_fresh_curvatures(self, "W", "b"))
-
-    def _backprop(self, dout, x, W, dW, db):
-        """Shared by backward (gradients) and curvature_backward (squares):
-        fill ``dW (D, M)``, ``db (M,)`` from ``dout (N, M)``, ``x (N, D)`` and
-        ``W``; return dx in x's original shape."""
-        np.matmul(x.T, dout, out=dW)
-        db[...] = dout.sum(axis=0)
-        return (dout @ W.T).reshape(self.x_shape)
+        np.matmul(self.x.T, dout, out=W.grad)
+        b.grad[...] = dout.sum(axis=0)
+        return (dout @ W.data.T).reshape(self.x_shape)
 
 
 class RBF(Layer):
@@ -736,25 +649,6 @@ class RBF(Layer):
         dx *= self.dtype.type(2)
         return dx
 
-    def curvature_backward(self, penalty_weights):
-        """Second derivatives in the paper's way (Appendix C), for use with
-        :class:`~zeronet.losses.MAPLoss` only (``Sequential`` checks this).
-
-        The curvature is that of a criterion linear in the penalties,
-        ``sum_i c_i y_i`` (the paper's MSE criterion ``y_D``: c is 1 for the
-        true class, 0 otherwise; see :meth:`MAPLoss.curvature`), and
-        ``penalty_weights (N, K)`` are the ``c_i`` (divided by N, as every
-        loss's derivatives): *not* second derivatives of the scores, as
-        other layers receive. Each penalty is a sum of squares whose second
-        derivative is 2 in every input, so d2E/dx_j2 = 2 sum_i c_i: exact,
-        and the Gauss-Newton of a sum of squares at the same time.
-        Shapes: ``(N, K)`` -> ``(N, D)``.
-        """
-        _check_dout(self, penalty_weights)
-        weight = self.dtype.type(2) * penalty_weights.sum(axis=1, keepdims=True,
-                                                          dtype=self.dtype)
-        return np.broadcast_to(weight, self.x.shape).copy()
-
 
 class Flatten(Layer):
     """``(N, C, H, W)`` -> ``(N, C*H*W)``. Saved: ``x_shape``."""
@@ -767,8 +661,6 @@ class Flatten(Layer):
     def backward(self, dout):
         _check_dout(self, dout)
         return dout.reshape(self.x_shape)
-
-    curvature_backward = _zero_one_curvature
 
 
 # ----------------------------------------------------------- activations ----
@@ -786,8 +678,6 @@ class ReLU(Layer):
         _check_dout(self, dout)
         return kernels.relu_backward(self.out, dout)
 
-    curvature_backward = _elementwise_curvature
-
 
 class Sigmoid(Layer):
     """Logistic ``1 / (1 + exp(-x))`` (book §5.5.2). Saved: ``out``."""
@@ -803,8 +693,6 @@ class Sigmoid(Layer):
         _check_dout(self, dout)
         return dout * (1 - self.out) * self.out
 
-    curvature_backward = _elementwise_curvature
-
 
 class Tanh(Layer):
     """Hyperbolic tangent. Saved: ``out``."""
@@ -817,8 +705,6 @@ class Tanh(Layer):
     def backward(self, dout):
         _check_dout(self, dout)
         return dout * (1 - self.out * self.out)
-
-    curvature_backward = _elementwise_curvature
 
 
 class ScaledTanh(Layer):
@@ -857,8 +743,6 @@ class ScaledTanh(Layer):
         dx += t(self.A * self.S)
         dx *= dout
         return dx
-
-    curvature_backward = _elementwise_curvature
 
 
 class LRN(Layer):
@@ -928,5 +812,3 @@ class Dropout(Layer):
         if self.mask is None:
             return dout * dout.dtype.type(1 - self.ratio)
         return dout * self.mask
-
-    curvature_backward = _elementwise_curvature

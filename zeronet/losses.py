@@ -7,8 +7,7 @@ class SoftmaxWithLoss:
 
     ``forward(score, t)`` takes scores ``(N, K)`` and labels ``t`` as class
     indices ``(N,)`` or one-hot ``(N, K)``; returns the mean loss (a float).
-    ``backward(dout=1.0)`` returns ``dscore = dout * (y - t) / N``;
-    ``curvature()`` the diagonal second derivative ``y (1 - y) / N``.
+    ``backward(dout=1.0)`` returns ``dscore = dout * (y - t) / N``.
     Saved for backward: ``y`` (probabilities), ``t`` (as indices); and
     ``score``, whose argmax is the prediction.
     """
@@ -59,16 +58,6 @@ class SoftmaxWithLoss:
         dx[np.arange(n), self.t] -= 1
         return dx * dx.dtype.type(dout / n)
 
-    def curvature(self):
-        """d2E/dscore2 for the batch of the last ``forward``, ``(N, K)``: the
-        start of the curvature pass (:meth:`Sequential.curvature_backward`).
-
-        The Hessian of cross-entropy with respect to the scores is
-        ``(diag(y) - y y^T) / N``; its diagonal ``y (1 - y) / N`` is exact,
-        and never negative.
-        """
-        return self.y * (1 - self.y) * self.y.dtype.type(1 / self.t.shape[0])
-
 
 class MAPLoss(SoftmaxWithLoss):
     """LeNet-5's loss (LeCun et al. 1998 §II.C, eq. 9), for :class:`RBF` scores.
@@ -107,22 +96,6 @@ class MAPLoss(SoftmaxWithLoss):
         # the K class columns makes backward's y - t the gradient of E.
         self.y = self.y[:, :-1]
         return loss
-
-    def curvature(self):
-        """What the curvature pass starts from for LeNet-5, ``(N, K)``.
-
-        The paper estimates the second derivatives with the mean-squared-
-        error criterion, the true class's penalty ``y_D`` alone (Appendix
-        C), not with eq. 9: once every penalty is far above j, eq. 9 is
-        nearly linear in them and its own curvature vanishes. ``y_D`` is
-        linear in the scores too, so what goes back is the weight of each
-        penalty in the criterion (1/N for the true class): the
-        :class:`~zeronet.layers.RBF` layer turns it into the curvature of
-        its squared distances. So this works with an RBF output layer only.
-        """
-        weight = np.zeros_like(self.y)
-        weight[np.arange(len(self.t)), self.t] = 1 / len(self.t)
-        return weight
 
 
 LOSSES = {cls.__name__: cls for cls in (SoftmaxWithLoss, MAPLoss)}

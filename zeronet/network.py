@@ -1,8 +1,8 @@
 """A network of named layers applied in order, with a loss at the end."""
 import numpy as np
 
-from zeronet.layers import LAYERS, RBF
-from zeronet.losses import LOSSES, MAPLoss, SoftmaxWithLoss
+from zeronet.layers import LAYERS
+from zeronet.losses import LOSSES, SoftmaxWithLoss
 
 
 class Sequential:
@@ -57,23 +57,6 @@ class Sequential:
         for layer in reversed(list(self.layers.values())[first:]):
             dx = layer.backward(dx)
         return dx if self.input_grad else None
-
-    def curvature_backward(self):
-        """Fill every parameter's ``curvature`` with the Gauss-Newton estimate
-        of d2L/dw2 on the diagonal, for the batch of the last ``loss`` call
-        (LeCun et al. 1998, Appendix C; see :class:`~zeronet.optimizers.SDLM`).
-        Like :meth:`backward`, it stops at the first layer with parameters."""
-        # RBF and MAPLoss hand over the paper's criterion together (see
-        # RBF.curvature_backward): either one alone would mean something else.
-        layers = list(self.layers.values())
-        if (bool(layers) and isinstance(layers[-1], RBF)) != isinstance(self.loss_layer, MAPLoss):
-            raise ValueError("the curvature pass takes the paper's criterion from an RBF output "
-                             "layer and the MAPLoss together; this network has "
-                             f"{type(layers[-1]).__name__ if layers else 'no'} output layer and "
-                             f"{type(self.loss_layer).__name__}")
-        d2 = self.loss_layer.curvature()
-        for layer in reversed(layers[self._first_trainable:]):
-            d2 = layer.curvature_backward(d2)
 
     def parameters(self):
         """All parameters, in layer order."""

@@ -3,6 +3,7 @@
 An optimizer updates each :class:`~zeronet.layers.Parameter`'s ``data`` in
 place from its ``grad``; its per-parameter state is keyed by the parameter's
 qualified name, so it can be saved to and restored from a checkpoint.
+LeCun's SDLM, which needs second derivatives too, is in :mod:`zeronet.sdlm`.
 
 Every update stays in the parameter's dtype: the scalars that multiply arrays
 are Python floats, because under NumPy 2 a NumPy float64 scalar times a
@@ -137,97 +138,6 @@ class Momentum(Optimizer):
             v -= (self.weight_decay * self.lr) * p.data
         v -= self.lr * p.grad
         p.data += v
-
-
-class SDLM(Optimizer):
-    """Stochastic diagonal Levenberg-Marquardt (LeCun et al. 1998, Appendix C),
-    the optimizer LeNet-5 was trained with:
-
-    ``w_k <- w_k - lr / (mu + h_k) * dL/dw_k``
-
-    Every parameter has its own step: large where the loss curves gently
-    (``h_k`` small), small where it curves sharply. ``h_k`` estimates the
-    second derivative d2L/dw_k2 (Gauss-Newton, diagonal: see
-    :meth:`~zeronet.layers.Layer.curvature_backward`), averaged over
-    ``samples`` training examples by :meth:`estimate_curvature`, which the
-    :class:`~zeronet.trainer.Trainer` calls before every pass. ``mu`` keeps
-    the step finite where ``h_k`` is nearly 0.
-
-    The paper's values: ``mu = 0.02``, 500 samples, and a global rate from
-    0.0005 down to 0.00001 (for updates after single examples).
-
-    ``running`` (e.g. 0.02), if given, keeps ``h`` up to date between the
-    estimates, like the running average of Appendix C: after every batch,
-    ``h <- h + running * (h_batch - h)``, with ``h_batch`` from a curvature
-    pass on that batch (the trainer runs it when ``running`` is set; each
-    step then costs about one more backward pass). LeNet-5 needs it: from
-    the paper's small initial weights the curvature grows by orders of
-    magnitude within the first hundred batches, and with ``h`` from before
-    the pass the steps became so large that the network saturated, even
-    at 0.0005 (reproduce/lenet.py, SDLM_RUNNING). ``estimates_per_pass`` >
-    1 re-estimates ``h`` from ``samples`` examples that many times per
-    pass, evenly spaced (every 250 batches was not often enough).
-    ``momentum`` (the paper's has none) adds ``v <- momentum v - step``.
-
-    ``h`` and the step factors ``1 / (mu + h)`` are optimizer state
-    (``"h/<param>"``, ``"step/<param>"``), so a checkpoint holds everything
-    :meth:`update` needs, even outside the trainer (which re-estimates them
-    at the start of every pass anyway).
-    """
-
-    def __init__(self, lr=0.0005, mu=0.02, samples=500, momentum=0.0, estimates_per_pass=1,
-                 running=None, average=None):
-        super().__init__(lr, average)
-        if not mu > 0:
-            raise ValueError(f"SDLM's mu must be positive (it bounds the step), got {mu}")
-        if estimates_per_pass < 1:
-            raise ValueError(f"estimates_per_pass must be at least 1, got {estimates_per_pass}")
-        if running is not None and not 0 < running <= 1:
-            raise ValueError(f"running must be in (0, 1], got {running}")
-        self.mu, self.samples, self.momentum = float(mu), int(samples), float(momentum)
-        self.estimates_per_pass = int(estimates_per_pass)
-        self.running = None if running is None else float(running)
-
-    def estimate_curvature(self, network, x, t, batch_size=100):
-        """Set every parameter's curvature estimate ``h`` to the mean over the
-        examples ``x (S, ...)``, ``t (S,)``."""
-        params = network.parameters()
-        self.check_names(params)
-        total = {p.name: np.zeros(p.data.shape) for p in params}     # float64 sums
-        for i in range(0, len(x), batch_size):
-            xb, tb = x[i:i + batch_size], t[i:i + batch_size]
-            network.loss(xb, tb, train=True)
-            network.curvature_backward()
-            for p in params:
-                total[p.name] += p.curvature * len(xb)     # curvature is a mean over xb
-        for p in params:
-            h = total[p.name] / len(x)
-            self.slots[f"h/{p.name}"] = h.astype(p.data.dtype)
-            self.slots[f"step/{p.name}"] = (1 / (self.mu + h)).astype(p.data.dtype)
-            p.curvature = None      # a sample's, not the next batch's (see update_one)
-
-    def update_one(self, p):
-        step = self.slots.get(f"step/{p.name}")
-        if step is None:
-            raise RuntimeError(f"SDLM has no curvature estimate for {p.name}: call "
-                               f"estimate_curvature() first (the Trainer does, every pass)")
-        if self.running:
-            h = self.slots.get(f"h/{p.name}")
-            if p.curvature is None or h is None:
-                raise RuntimeError(f"SDLM(running=...) follows every batch's curvature: call "
-                                   f"network.curvature_backward() after backward() (the "
-                                   f"Trainer does); {p.name} has none")
-            h += self.running * (p.curvature - h)
-            np.divide(1, self.mu + h, out=step)
-            p.curvature = None      # used: the next update needs the next batch's
-        change = p.grad * step
-        change *= -self.lr
-        if self.momentum:
-            v = self.slot("v", p)
-            v *= self.momentum
-            v += change
-            change = v
-        p.data += change
 
 
 class Adam(Optimizer):

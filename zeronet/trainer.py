@@ -1,5 +1,6 @@
 """Minibatch training with per-epoch metrics, a progress bar and checkpoints."""
 import contextlib
+import functools
 import math
 import time
 from pathlib import Path
@@ -37,6 +38,13 @@ class Trainer:
     If the optimizer averages the weights (``average=``), every evaluation
     uses the averaged weights (the trained ones are recorded as
     ``*_error_raw``), and ``fit`` ends with the averages in the network.
+
+    An optimizer that needs more than gradients may have two hooks, which
+    the trainer calls if they exist (:class:`~zeronet.sdlm.SDLM` has both):
+    ``before_batch(network, step, steps, sample)`` before batch ``step`` of
+    the ``steps`` in a pass, where ``sample(n)`` returns ``(x, t)``, n
+    training examples drawn at random and augmented like the batches; and
+    ``after_backward(network)`` between ``backward`` and ``update``.
     """
 
     def __init__(self, network, optimizer, *, epochs, batch_size, rng, schedule=None,
@@ -98,13 +106,12 @@ class Trainer:
             self.optimizer.apply_average(params)
         return self.history
 
-    def _estimate_curvature(self, x, t):
-        """SDLM's curvature from ``optimizer.samples`` random training
-        examples, in training mode like the batches they stand for
-        (augmented; Dropout drops)."""
-        pick = self.rng.choice(len(x), size=min(self.optimizer.samples, len(x)), replace=False)
+    def _sample(self, x, t, n):
+        """``n`` training examples (all if fewer) drawn at random without
+        replacement, augmented like the batches they stand for."""
+        pick = self.rng.choice(len(x), size=min(n, len(x)), replace=False)
         xs = x[pick] if self.augment is None else self.augment(x[pick], self.rng)
-        self.optimizer.estimate_curvature(self.network, xs, t[pick])
+        return xs, t[pick]
 
     def _train_epoch(self, epoch, x, t):
         if self.schedule is not None:
@@ -112,19 +119,17 @@ class Trainer:
         params = self.network.parameters()
         order = self.rng.permutation(len(x))
         steps = math.ceil(len(x) / self.batch_size)
-        # SDLM: the paper re-estimates the curvature before every pass and
-        # keeps it for the pass; estimates_per_pass > 1 refreshes it within,
-        # at evenly spaced steps.
-        per_pass = min(getattr(self.optimizer, "estimates_per_pass", 0), steps)
-        estimate_at = {i * steps // per_pass for i in range(per_pass)}
-        running_curvature = getattr(self.optimizer, "running", None)
+        # getattr: most optimizers have neither hook (see the class docstring).
+        before_batch = getattr(self.optimizer, "before_batch", None)
+        after_backward = getattr(self.optimizer, "after_backward", None)
+        sample = functools.partial(self._sample, x, t)
         loss_sum, wrong, seen = 0.0, 0, 0
         began = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
                    disable=not self.progress, leave=False)
         for step in bar:
-            if step in estimate_at:
-                self._estimate_curvature(x, t)
+            if before_batch is not None:
+                before_batch(self.network, step, steps, sample)
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
             xb, tb = x[idx], t[idx]
             if self.augment is not None:
@@ -135,8 +140,8 @@ class Trainer:
                     f"loss became {loss} at epoch {epoch + 1}, batch {step + 1}: training "
                     f"diverged; try a smaller learning rate (now {self.optimizer.lr:g})")
             self.network.backward()
-            if running_curvature:
-                self.network.curvature_backward()     # SDLM's running curvature
+            if after_backward is not None:
+                after_backward(self.network)
             self.optimizer.update(params)
             # Running training error, measured on the batches as they were
             # trained on (with augmentation and dropout).
