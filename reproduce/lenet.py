@@ -144,8 +144,7 @@ WEIGHT_DECAY = 0.0
 AVERAGE = 0.0
 # LeNet-5 is too small to gain from a second thread: its matrix products and
 # im2col matrices are so small that waking a thread costs more than it saves
-# (one training step at batch 16: 4.2 ms on 1 thread, 5.7 ms on 2; at batch
-# 128, 33 ms and 36 ms; see the README's speed section).
+# (compare `benchmarks/bench_kernels.py --threads 1` with `--threads 2`).
 THREADS = 1
 # The MAP loss's constant j (paper eq. 9): the paper gives no value. On the
 # validation split (20 passes), with the Hadamard codes, seeds 0-7: j = 5

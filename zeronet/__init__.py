@@ -11,12 +11,11 @@ import os
 # made a LeNet-5 step several times slower. Must be set before libgomp loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # The same from OpenBLAS's side: its idle threads spin for 2**28 cycles
-# (about 0.1 s) after every product, competing with our parallel im2col and
-# col2im. 2**16 cycles (~25 us) still bridges back-to-back products. On 2
-# cores, batch 128: the 64x12x12 -> 64@5x5 convolution 148 -> 132 ms
-# (forward+backward, median of 4 runs). OpenBLAS reads this when NumPy loads
-# it, so it only counts if zeronet is imported before NumPy (or if it is set
-# in the shell).
+# after every product, competing with our parallel im2col and col2im;
+# 2**16 cycles still bridges back-to-back products (bench_kernels.py's
+# 64x12x12 -> 64@5x5 convolution shows the difference). OpenBLAS reads this
+# when NumPy loads it, so it only counts if zeronet is imported before NumPy
+# (or if it is set in the shell).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
 
 __version__ = "0.1.0"
