@@ -451,8 +451,12 @@ def check_as_documented(path):
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_weights_carry_the_documented_digest(path):
     check_as_documented(path)
-    net = zeronet.load(path)
-    assert net.metadata["test_errors_count"] in (93, 69)
+    meta = zeronet.load(path).metadata
+    # Each file's record, as the README reports it.
+    if path.name.startswith("lenet"):
+        assert meta["test_errors_count"] in (93, 69)
+    else:
+        assert (meta["test_errors_centre"], meta["test_errors_ten"]) == (1809, 1619)
 
 
 def test_checkpoint_digest_follows_the_documented_rule(tmp_path):
