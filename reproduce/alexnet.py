@@ -439,11 +439,11 @@ def schedule_text(r):
     passes = ", ".join(str(b + 1) for b in r["lr_boundaries"])
     text = f"is divided by 10 at the start of passes {passes} (LR_BOUNDARIES)"
     if r["evaluated_on"] == "validation split":
-        return text + ", the final run's fixed schedule, here tried on the validation split"
-    return (text + f", where the validation error of tuning runs (--val 5000 --schedule "
-            f"plateau) stopped improving; the paper divides it whenever the validation error "
-            f"stops improving, three times (§5), but this run trains on all "
-            f"{r['training_images']:,} training images and has no validation error to watch")
+        return text + ", a fixed schedule, here tried on the validation split"
+    return (text + f", the latest divisions of the default schedule (--schedule steps); the "
+            f"paper divides it whenever the validation error stops improving, three times "
+            f"(§5), but this run trains on all {r['training_images']:,} training images and "
+            f"has no validation error to watch")
 
 
 def pca_text(r):
