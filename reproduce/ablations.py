@@ -84,10 +84,10 @@ class Budget(NamedTuple):
 
 
 # The reduced budget: a quarter of alexnet.py's widths (conv 16, 48, 96, 64,
-# 64; fc 96), 20 passes, its 24x24 crops. A baseline run on the 2-core
-# machine the project is developed on takes about half a minute a pass, so
-# a run about 12 minutes and the grid (10 arms x 3 seeds and the sweep)
-# about 7 hours (--estimate prints the same from a few timed steps). At 10
+# 64; fc 96), 20 passes, its 24x24 crops. On the 2-core machine the
+# project is developed on a run takes 6-7 minutes when the machine is quiet
+# (11 beside other work), so the grid (10 arms x 3 seeds and the sweep)
+# takes 4-5 hours (--estimate prints the same from a few timed steps). At 10
 # passes the baseline's training error was still falling steeply when the
 # rate fell, and the claims about overfitting (crops, dropout) need nets
 # that have had time to overfit. Half the widths would allow only 5 passes.
