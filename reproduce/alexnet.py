@@ -298,15 +298,12 @@ def train_alexnet(args, data, classes, run_dir, resume, *, boundaries=LR_BOUNDAR
     """
     x_train, y_train, x_eval, y_eval = data
     watched = {}
-    if args.schedule == "plateau":
-        if args.val:    # a tuning run: the validation split is already held out
-            watched = {"val": (x_eval, y_eval)}
-        else:
-            (x_train, y_train), watched["val"] = datasets.train_val_split(
-                x_train, y_train, QUICK_HOLDOUT if args.quick else HOLDOUT)
-            data = x_train, y_train, x_eval, y_eval
-    elif args.val:
+    if args.val:        # select_data has held the validation split out already
         watched = {"val": (x_eval, y_eval)}
+    elif args.schedule == "plateau":
+        (x_train, y_train), watched["val"] = datasets.train_val_split(
+            x_train, y_train, QUICK_HOLDOUT if args.quick else HOLDOUT)
+        data = x_train, y_train, x_eval, y_eval
     s = settings(args)
     rng = np.random.default_rng(args.seed)
     # §2: the mean image over the training set, subtracted from every input.
