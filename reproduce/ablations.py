@@ -258,13 +258,20 @@ def arm_settings(name, budget=BUDGET):
     return alexnet.settings(alexnet.build_parser().parse_args(list(arm_run(name, 0, budget).flags)))
 
 
+# Fixed steps for every arm: the rate falls after 5/8, 5/6 and 15/16 of the
+# passes (at 20 passes, at the starts of passes 13, 18 and 20), the shape
+# of alexnet.py's fixed schedule when the grid began. Its own constants may
+# move; the grid's records are only comparable if this does not.
+LR_STEP_FRACTIONS = ((5, 8), (5, 6), (15, 16))
+
+
 def lr_boundaries(epochs):
-    """alexnet.py's LR_BOUNDARIES, set for EPOCHS passes, scaled to ``epochs``:
-    the rate falls at the same fractions of the training (boundaries that
-    would coincide or fall outside it are dropped)."""
+    """The 0-based epochs at which an arm of ``epochs`` passes divides its
+    rate (LR_STEP_FRACTIONS; boundaries that would coincide or fall outside
+    the training are dropped)."""
     scaled = []
-    for boundary in alexnet.LR_BOUNDARIES:
-        epoch = round(boundary * epochs / alexnet.EPOCHS)
+    for numerator, denominator in LR_STEP_FRACTIONS:
+        epoch = round(epochs * numerator / denominator)
         if 0 < epoch < epochs and (not scaled or epoch > scaled[-1]):
             scaled.append(epoch)
     return scaled
