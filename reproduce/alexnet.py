@@ -48,18 +48,18 @@ LR = 0.01
 # two-hour run to choose it.
 LR_RATIOS = [1.0, 0.1, 0.01, 0.001]
 HOLDOUT = 5000
-# The 2-hour budget on 2 cores (issue's target) is about 64 passes of
+# The 2-hour budget on 2 cores (issue's target) is about 57 passes of
 # 45,000 images: EPOCHS is the cap, and the divisions come at the latest at
-# the starts of passes 46, 55 and 60 (0-based LR_BOUNDARIES), so that all
+# the starts of passes 41, 49 and 53 (0-based LR_BOUNDARIES), so that all
 # three fit even if the error keeps creeping down. --schedule steps divides
 # at exactly these epochs, on all 50,000 training images. Chosen on the
 # held-out images of a run with divisions due by passes 31, 41 and 46 and a
 # patience of 3: its rate fell at pass 20 while the held-out error was
 # still falling by most of a point a pass (a chance bump of 2.3 points at
-# pass 17), and at 0.001 and below it gained only 4 points in 28 passes,
-# most of them in the first 8.
-LR_BOUNDARIES = [45, 54, 59]
-EPOCHS = 62
+# pass 17), and at 0.001 and below it gained 4.7 points in 28 passes,
+# 3.6 of them in the first 8.
+LR_BOUNDARIES = [40, 48, 52]
+EPOCHS = 55
 # Epochs without a better held-out error before the rate is divided. The
 # error on 5,000 images moves by about 0.5 points by chance, and at the
 # first rate by up to 2 points from one pass to the next while its trend
