@@ -12,6 +12,7 @@ Every report lists where this run departs from the paper (departures() below).
 """
 import argparse
 import os
+import sys
 import time
 from typing import NamedTuple
 
@@ -21,6 +22,7 @@ import numpy as np
 
 import common  # beside this script, so on sys.path when it runs
 from zeronet import augment, datasets, models
+from zeronet.layers import ImageInput
 from zeronet.optimizers import Momentum
 
 PAPER = "Krizhevsky, Sutskever & Hinton 2012, NIPS 25, §3-§5 and Table 1"
@@ -174,12 +176,29 @@ VIEWS = {"centre": "centre patch", "ten": "10 patches (4 corners, centre, mirror
 
 
 def crop_size(text):
-    """argparse type: a crop side that the network's three poolings can take."""
+    """argparse type: a crop side within CIFAR-10's 32x32 images (whether
+    the network's three poolings can take it depends on --pool:
+    :func:`check_crop`)."""
     value = int(text)
     if not 8 <= value <= 32:
         raise argparse.ArgumentTypeError(f"must be between 8 and 32 (CIFAR-10 images "
                                                 f"are 32x32), got {value}")
     return value
+
+
+def check_crop(parser, args):
+    """One line (``parser.error``) unless the three poolings of ``--pool``
+    fit in ``--crop``'s patches."""
+    def fits(crop):
+        try:
+            models.alexnet_pooled_side(crop, (args.pool, 2))
+        except ValueError:
+            return False
+        return True
+    if not fits(args.crop):
+        smallest = next(crop for crop in range(args.crop, 33) if fits(crop))
+        parser.error(f"--crop {args.crop} is too small for three {args.pool}x{args.pool} "
+                     f"poolings with stride 2 (--pool {args.pool}): at least {smallest}")
 
 
 def width_factor(text):
@@ -511,6 +530,11 @@ def evaluate_weights(args):
     # The report on the file's own record, before minutes of evaluation.
     common.check_record(args.weights, "its metadata is not a record that reproduce/alexnet.py "
                         "writes", lambda: report_parts(meta, args))
+    # The metadata may name this script while the layers are another network's.
+    first = next(iter(network.layers.values()), None)
+    if not (isinstance(first, ImageInput) and first.mean.shape == datasets.CIFAR10_IMAGE_SHAPE):
+        sys.exit(f"{args.weights}: not a network for CIFAR-10's images: its first layer is "
+                 f"{first!r}, not an ImageInput of {datasets.CIFAR10_IMAGE_SHAPE} images")
     data = datasets.load_cifar10(args.data_dir, progress=not args.no_progress)
     _, _, x, y = common.select_data(data, args, QUICK_SIZES)
     began = time.perf_counter()
@@ -550,8 +574,11 @@ def main(argv=None):
         run_dir, results = common.weights_run(args, MODEL, evaluate_weights)
         report(results[MODEL], run_dir, args)
         return
+    check_crop(parser, args)
     run_dir, resume = common.open_run(args, parser, MODEL + ("-quick" if args.quick else ""),
                                       RUN_SETTINGS)
+    if resume:
+        check_crop(parser, args)        # the interrupted run's, read from its config.json
     common.record_run(run_dir, args, epochs_resolved=resolved_epochs(args),
                       lr_boundaries=LR_BOUNDARIES, lr_ratios=LR_RATIOS,
                       plateau_patience=PLATEAU_PATIENCE, momentum=MOMENTUM, pca_std=PCA_STD)
@@ -559,7 +586,8 @@ def main(argv=None):
     data = common.select_data(cifar, args, QUICK_SIZES)
     results = common.train_models([MODEL], run_dir, resume, resolved_epochs(args),
                                   lambda name: train_alexnet(args, data, cifar.classes, run_dir,
-                                                             resume)[0])
+                                                             resume)[0],
+                                  check=lambda result: report_parts(result, args))
     report(results[MODEL], run_dir, args)
 
 

@@ -85,6 +85,15 @@ def nonnegative_float(text):
     return value
 
 
+def thread_count(text):
+    """argparse type: an int from 1 to zeronet.kernels.MAX_THREADS."""
+    value = int(text)
+    if not 1 <= value <= zeronet.kernels.MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {zeronet.kernels.MAX_THREADS}, "
+                                         f"got {value}")
+    return value
+
+
 def fraction(text):
     """argparse type: a float in [0, 1)."""
     value = float(text)
@@ -120,7 +129,8 @@ def base_parser(description, *, threads, training_set):
     ap = _Parser(description=description, formatter_class=_HelpWithDefaults)
     ap.add_argument("--epochs", type=positive_int, default=None,
                     help="training passes (default: the paper's, per model)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of every random generator")
+    # count: numpy.random.default_rng refuses negative seeds.
+    ap.add_argument("--seed", type=count, default=0, help="seed of every random generator")
     ap.add_argument("--data-dir", default=None,
                     help="dataset folder (default: $ZERONET_DATA, else the repository's data/)")
     ap.add_argument("--out", default=str(REPO / "runs"),
@@ -137,7 +147,7 @@ def base_parser(description, *, threads, training_set):
                          f"on them instead of the test set (the final runs use all "
                          f"{training_set})")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ap.add_argument("--threads", type=positive_int, default=threads,
+    ap.add_argument("--threads", type=thread_count, default=threads,
                     help="threads for zeronet's kernels and for BLAS")
     return ap
 
@@ -184,23 +194,60 @@ def find_resume_dir(out, name, resume):
     return candidates[-1]
 
 
+def saved_flag(parser, key, value):
+    """``value``, read from a config.json, if the flag that sets ``args.key``
+    could have given it (its type, its choices); else a ValueError or
+    TypeError. config.json is a file like any other: it may have been
+    edited, and a value no flag can give would fail later, far from here."""
+    action = next(a for a in parser._actions if a.dest == key)
+    if value is None and action.default is None:
+        return None
+    if action.nargs == 0:           # store_true: the flag given or not
+        if not isinstance(value, bool):
+            raise TypeError(f"{value!r} is not true or false")
+        return value
+    many = action.nargs in ("+", "*")
+    if many and not (isinstance(value, list) and value):
+        raise TypeError(f"{value!r} is not a list of values")
+    for item in value if many else [value]:
+        if isinstance(item, (bool, list, dict)) or item is None:
+            raise TypeError(f"{item!r} is not a value of the flag")
+        # The flag's own check of the text; and the value must come back
+        # equal, so the string "24" is refused where an int is meant.
+        if (action.type or str)(str(item)) != item:
+            raise ValueError(f"{item!r} is not what the flag gives")
+        if action.choices is not None and item not in action.choices:
+            raise ValueError(f"{item!r} is not one of {', '.join(map(str, action.choices))}")
+    return value
+
+
 def restore_config(args, parser, run_dir, keys, may_change=()):
     """On --resume, take the interrupted run's settings ``keys`` from its
     config.json.
 
     A flag given now that contradicts the saved value is an error (it would
     silently make a different run), except for those in ``may_change``
-    (e.g. ``epochs``, to train further).
+    (e.g. ``epochs``, to train further). So is a saved value that its flag
+    could not have given (:func:`saved_flag`).
     """
     path = Path(run_dir) / "config.json"
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         sys.exit(f"--resume: cannot read {path}: {exc}")
+    if not isinstance(saved, dict):
+        sys.exit(f"--resume: {path} holds no settings (a JSON {type(saved).__name__}); "
+                 "was it written by this script?")
     missing = [key for key in keys if key not in saved]
     if missing:
         sys.exit(f"--resume: {path} does not record {', '.join(missing)}; "
                  "was it written by this script?")
+    for key in keys:
+        try:
+            saved_flag(parser, key, saved[key])
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            sys.exit(f"--resume: {path} records {key} = {saved[key]!r}, which "
+                     f"--{key.replace('_', '-')} cannot give ({exc})")
     for key in keys:
         now, default = getattr(args, key), parser.get_default(key)
         if key in may_change and now != default:
@@ -287,6 +334,8 @@ def select_data(data, args, quick_sizes):
     eval)`` of each: a small, fixed subset, seconds rather than minutes.
     """
     x_train, y_train, x_eval, y_eval = data.x_train, data.y_train, data.x_test, data.y_test
+    if args.val >= len(x_train):
+        sys.exit(f"--val {args.val:,}: must be less than the {len(x_train):,} training images")
     if args.val:
         (x_train, y_train), (x_eval, y_eval) = datasets.train_val_split(x_train, y_train, args.val)
     if args.quick:
@@ -342,15 +391,25 @@ def train(name, network, optimizer, schedule, x, t, args, model_dir, *, rng, epo
     return trainer.fit(x, t, resume=resume)
 
 
-def train_models(names, run_dir, resume, epochs, train_one):
+def train_models(names, run_dir, resume, epochs, train_one, check=None):
     """``name -> result`` for every model in ``names``, from
     ``train_one(name)``; on ``resume``, a model that had finished all
-    ``epochs`` before the interruption keeps its result."""
+    ``epochs`` before the interruption keeps its result (its result.json,
+    which ``check(result)``, if given, reads as the report will: see
+    :func:`check_record`)."""
+    def finished_result(path):
+        result = json.loads(path.read_text())
+        need(result, "epochs", int)
+        if check is not None:
+            check(result)
+        return result
+
     results = {}
     for name in names:
         done = run_dir / name / "result.json"
         if resume and done.exists():
-            finished = json.loads(done.read_text())
+            finished = check_record(done, "not a result this script writes (move it away to "
+                                    "train the model again)", lambda: finished_result(done))
             if finished["epochs"] >= epochs:
                 results[name] = finished
                 continue
@@ -476,7 +535,9 @@ def run_main(main):
     with one line on stderr and exit status 1, not a traceback: a weights
     file refused by zeronet.io (``WeightsFileError``), a dataset missing or
     damaged (``DatasetError``), a file that cannot be read or written
-    (``OSError``). Ctrl-C ends it with status 130. Any other exception is a
+    (``OSError``), a training that diverged (the trainer's
+    ``FloatingPointError``, which names the rate). Ctrl-C ends it with
+    status 130. Any other exception is a
     bug and keeps its traceback. ``--debug`` among the arguments (taken out
     of ``sys.argv`` here) shows the traceback of the documented errors too.
     """
@@ -489,7 +550,7 @@ def run_main(main):
     prog = Path(sys.argv[0]).name
     try:
         main()
-    except (WeightsFileError, DatasetError, OSError) as exc:
+    except (WeightsFileError, DatasetError, OSError, FloatingPointError) as exc:
         if debug:
             raise
         print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -170,6 +170,10 @@ def test_the_report_lists_every_mechanism_changed_from_the_paper():
     (["--lr", "-0.01"], "--lr"),
     (["--towers", "3"], "--towers"),
     (["--weights", "x.h5", "--resume"], "--resume"),
+    (["--seed", "-1"], "--seed"),
+    (["--threads", "1000"], "--threads"),
+    (["--crop", "11"], "--crop 11 is too small"),
+    (["--crop", "9", "--pool", "3"], "at least 12"),
 ])
 def test_bad_flags_get_a_one_line_error(tmp_path, flags, named):
     proc = run(*flags, "--quick", "--out", str(tmp_path), expect=2)
@@ -188,3 +192,120 @@ def test_weights_not_written_by_this_script_get_a_one_line_error(tmp_path, metad
     proc = run("--weights", str(path), "--out", str(tmp_path / "runs"), expect=1)
     message = proc.stderr.strip()
     assert len(message.splitlines()) == 1 and says in message, message
+
+
+def test_every_crop_the_flags_allow_builds_the_network_or_is_refused():
+    # check_crop's promise: a crop it lets through builds, and it gives the smallest that does.
+    for pool in (2, 3):
+        builds = []
+        for crop in range(8, 33):
+            try:
+                alexnet.models.alexnet_pooled_side(crop, (pool, 2))
+                builds.append(crop)
+            except ValueError:
+                pass
+        assert builds == list(range(builds[0], 33)), pool
+        assert builds[0] == {2: 8, 3: 12}[pool]
+    mean = np.zeros((3, 32, 32), dtype=np.float32)
+    net = alexnet.models.alexnet_cifar(np.random.default_rng(0), mean, crop=12,
+                                       widths=(4, 4, 4, 4, 4), hidden=4)
+    assert net.predict(np.zeros((1, 3, 32, 32), dtype=np.uint8)).shape == (1, 10)
+
+
+def resumable(tmp_path, **edited):
+    """A run folder as alexnet.py starts one, its config.json edited."""
+    args = alexnet.build_parser().parse_args(["--quick"])
+    config = {**vars(args), **edited}
+    run_dir = tmp_path / "alexnet-quick-20260101-000000"
+    (run_dir / "alexnet").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    return run_dir
+
+
+def test_resume_takes_the_settings_the_run_recorded(tmp_path):
+    run_dir = resumable(tmp_path, crop=16, lr=0.003, no_pca=True, epochs=None)
+    parser = alexnet.build_parser()
+    args = parser.parse_args(["--quick", "--resume", str(run_dir)])
+    alexnet.common.restore_config(args, parser, run_dir, alexnet.RUN_SETTINGS)
+    assert (args.crop, args.lr, args.no_pca, args.epochs) == (16, 0.003, True, None)
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("crop", 1000, "--crop cannot give"),
+    ("crop", "24", "--crop cannot give"),
+    ("crop", 24.0, "--crop cannot give"),
+    ("width", "abc", "--width cannot give"),
+    ("threads", 0, "--threads cannot give"),
+    ("seed", -3, "--seed cannot give"),
+    ("quick", "yes", "not true or false"),
+    ("schedule", "bogus", "not one of plateau"),
+    ("pool", None, "--pool cannot give"),
+    ("dropout", [0.5], "--dropout cannot give"),
+])
+def test_resume_refuses_a_config_its_flags_could_not_have_written(tmp_path, key, value, says):
+    # config.json is a file like any other: an edited value must not reach the
+    # network builder, where it would end in a traceback far from its cause.
+    run_dir = resumable(tmp_path, **{key: value})
+    parser = alexnet.build_parser()
+    args = parser.parse_args(["--quick", "--resume", str(run_dir)])
+    with pytest.raises(SystemExit) as stop:
+        alexnet.common.restore_config(args, parser, run_dir, alexnet.RUN_SETTINGS)
+    message = str(stop.value.code)
+    assert len(message.splitlines()) == 1 and says in message and key in message, message
+
+
+@pytest.mark.parametrize("text, says", [
+    ("garbage", "JSONDecodeError"),
+    ("[2]", "TypeError"),
+    ('{"epochs": "2"}', "'epochs'"),
+    ('{"epochs": 2}', "KeyError"),          # a count, but nothing the report reads
+])
+def test_a_damaged_result_of_a_finished_model_gets_one_line(tmp_path, text, says):
+    run_dir = resumable(tmp_path)
+    (run_dir / "alexnet" / "result.json").write_text(text)
+    args = alexnet.build_parser().parse_args(["--quick"])
+
+    def must_not_train(name):
+        raise AssertionError("trained instead of reading the finished result")
+    with pytest.raises(SystemExit) as stop:
+        alexnet.common.train_models(["alexnet"], run_dir, True, 2, must_not_train,
+                                    check=lambda result: alexnet.report_parts(result, args))
+    message = str(stop.value.code)
+    assert "result.json" in message and says in message, message
+
+
+def test_val_as_large_as_the_training_set_is_refused_in_one_line():
+    images = np.zeros((10, 3, 32, 32), dtype=np.uint8)
+    labels = np.zeros(10, dtype=np.uint8)
+    data = zeronet.datasets.Dataset(name="tiny", x_train=images, y_train=labels,
+                                    x_test=images, y_test=labels, classes=("a",))
+    for val in (10, 11):
+        args = alexnet.build_parser().parse_args(["--val", str(val)])
+        with pytest.raises(SystemExit) as stop:
+            alexnet.common.select_data(data, args, alexnet.QUICK_SIZES)
+        assert f"--val {val}: must be less than the 10 training images" == stop.value.code
+    args = alexnet.build_parser().parse_args(["--val", "9"])
+    assert len(alexnet.common.select_data(data, args, alexnet.QUICK_SIZES)[0]) == 1
+
+
+def test_a_diverged_training_ends_in_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["alexnet.py"])
+
+    def diverges():
+        raise FloatingPointError("loss became nan at epoch 1, batch 3: training diverged")
+    with pytest.raises(SystemExit) as stop:
+        alexnet.common.run_main(diverges)
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == ("alexnet.py: error: loss became nan at epoch 1, batch 3: "
+                                       "training diverged\n")
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped AlexNet weights")
+def test_another_network_under_this_scripts_metadata_gets_one_line(tmp_path):
+    path = tmp_path / "impostor.h5"
+    metadata = zeronet.load(SHIPPED).metadata
+    zeronet.save(zeronet.models.mlp(np.random.default_rng(0), (4,)), path, metadata=metadata)
+    proc = run("--weights", str(path), "--out", str(tmp_path / "runs"), expect=1)
+    message = proc.stderr.strip()
+    assert len(message.splitlines()) == 1 and "not a network for CIFAR-10's images" in message, \
+        message

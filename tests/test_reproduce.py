@@ -270,3 +270,18 @@ def test_lenet_rows_take_their_validated_output_unless_told():
     assert "base rate of 0.0002 (the paper: 0.0005) with momentum 0.9 (the paper: none)" in (
         " ".join(text.split()))
     assert "28x28-300-10: the optimizer is minibatch SGD (batch 16, momentum 0.9)" in text
+
+
+@pytest.mark.parametrize("flags", [[], ["--model", "lenet1", "mlp300"], ["--all"],
+                                   ["--optimizer", "adam", "--lr", "0.001"],
+                                   ["--output", "rbf", "--codes", "hadamard", "--val", "10000"]])
+def test_lenet_resume_takes_back_every_config_it_writes(tmp_path, flags):
+    # restore_config refuses values that no flag could give; never the script's own.
+    lenet = import_lenet()
+    parser = lenet.build_parser()
+    written = json.loads(json.dumps(vars(parser.parse_args(flags))))
+    (tmp_path / "config.json").write_text(json.dumps(written))
+    args = parser.parse_args(["--resume", str(tmp_path)])
+    lenet.common.restore_config(args, parser, tmp_path, lenet.RUN_SETTINGS)
+    assert {key: getattr(args, key) for key in lenet.RUN_SETTINGS} == \
+        {key: written[key] for key in lenet.RUN_SETTINGS}

@@ -213,6 +213,17 @@ def lenet4(rng, *, activation="scaled_tanh", dtype="float32", num_classes=10):
     ])
 
 
+def alexnet_pooled_side(crop, pool=(3, 2)):
+    """Side of the maps that reach fc6 in :func:`alexnet_cifar` from
+    ``crop x crop`` patches: after pool1, pool2 and pool5, each a ``pool =
+    (window, stride)`` max pooling in ceil mode. A ValueError if a window
+    is larger than its input: the crop is too small for the poolings."""
+    side = crop
+    for _ in range(3):
+        side = pool_output_size(side, pool[0], pool[1], 0, True, "side")
+    return side
+
+
 def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden=384,
                   towers=2, lrn=True, pool=(3, 2), dropout=0.5, activation="relu",
                   depth=5, init="paper", scale=1.0, num_classes=10, dtype="float32"):
@@ -296,9 +307,7 @@ def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden
     net += [("conv5", L.Convolution(last, w5, 3, pad=1, groups=groups, **weights(True), **kw)),
             (f"{activation}5", act()), ("pool5", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
             ("flatten", L.Flatten())]
-    side = crop
-    for _ in range(3):      # pool1, pool2, pool5, in ceil mode as the layers
-        side = pool_output_size(side, pool[0], pool[1], 0, True, "side")
+    side = alexnet_pooled_side(crop, pool)
     features = w5 * side * side
     net += [("fc6", L.Affine(features, hidden, **weights(True), **kw)),
             (f"{activation}6", act())]
