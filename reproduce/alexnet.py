@@ -458,8 +458,11 @@ def schedule_text(r):
                 f"{latest} to fit the time budget, and training stops at the next plateau "
                 f"after the third division (§5: \"reduced three times prior to "
                 f"termination\"){fell}. Those held-out images are not trained on")
-    passes = ", ".join(str(b + 1) for b in r["lr_boundaries"])
-    text = f"is divided by 10 at the start of passes {passes} (LR_BOUNDARIES)"
+    # Only the divisions the run lived to see (a --quick or --epochs run may end first).
+    passes = ", ".join(str(b + 1) for b in r["lr_boundaries"] if b < r["epochs"])
+    text = (f"is divided by 10 at the start of passes {passes} (LR_BOUNDARIES)" if passes else
+            f"never falls: the run ends before the first division of LR_BOUNDARIES (at the "
+            f"start of pass {r['lr_boundaries'][0] + 1})")
     if r["evaluated_on"] == "validation split":
         return text + ", a fixed schedule, here tried on the validation split"
     return (text + f", the latest divisions of the default schedule (--schedule steps); the "

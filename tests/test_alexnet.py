@@ -149,6 +149,12 @@ def test_the_report_lists_every_mechanism_changed_from_the_paper():
     paper = " ".join(alexnet.departures(result_with()).split())
     assert "alpha_i sqrt(lambda_i)" in paper
     assert "at the start of passes 11, 14, 16" in paper
+    # A run that ends before a division does not claim it.
+    short = " ".join(alexnet.departures({**result_with(), "epochs": 12}).split())
+    assert "at the start of passes 11 (LR_BOUNDARIES)" in short
+    quick = " ".join(alexnet.departures({**result_with(), "epochs": 2}).split())
+    assert "never falls: the run ends before the first division" in quick
+    assert "passes 11" not in quick
     for key, text in alexnet.CHANGED.items():
         assert " ".join(text.format(**alexnet.PAPER_SETTINGS).split()) not in paper, key
     changed = {"crops": False, "pca": False, "lrn": False, "pool": 2, "towers": 1, "depth": 4,
