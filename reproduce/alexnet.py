@@ -191,7 +191,7 @@ def check_crop(parser, args):
     fit in ``--crop``'s patches."""
     def fits(crop):
         try:
-            models.alexnet_pooled_side(crop, (args.pool, 2))
+            models.alexnet_pooled_sides(crop, (args.pool, 2))
         except ValueError:
             return False
         return True
@@ -405,6 +405,8 @@ def departures(r):
     """Where a run (its result ``r``) departs from the paper."""
     s = r["settings"]
     widths = ", ".join(map(str, r["widths"]))
+    sides = models.alexnet_pooled_sides(s["crop"], (s["pool"], 2))
+    crop = f"{s['crop']}x{s['crop']}"
     items = [
         f"CIFAR-10's 32x32 images (50,000 for training, 10,000 for testing, 10 classes), not "
         f"ImageNet's 256x256 (1.2 million, 1,000 classes). The paper's own CIFAR-10 numbers "
@@ -415,14 +417,17 @@ def departures(r):
         f"{widths} (the paper: 96, 256, 384, 384, 256) and {r['hidden']} units in fc6 and fc7 "
         f"(the paper: 4096){width_text(s)}: {r['parameters']:,} parameters (the paper: 60 "
         f"million). "
-        f"Pooling rounds up, as cuda-convnet's (24x24 patches give maps of 12, 6 and 3).",
-        "The two towers (§3.2) are convolution groups on one CPU: conv2, conv4 and conv5 see "
-        "only their own tower's maps, conv3 and the fully connected layers see both, as in "
-        "the paper, but nothing is split between devices.",
-        f"Patches (§4.1): {s['crop']}x{s['crop']} of the 32x32 images (cuda-convnet's CIFAR-10 "
-        f"choice; the paper: 224 of 256). Every patch has the centre {s['crop']}x{s['crop']} "
-        f"of the training set's mean image subtracted, wherever it was cut (also cuda-convnet's "
-        f"choice); the paper subtracts the mean image before cutting (§2).",
+        f"Pooling rounds up, as cuda-convnet's ({crop} patches give maps of "
+        f"{sides[0]}, {sides[1]} and {sides[2]}).",
+        *(["The two towers (§3.2) are convolution groups on one CPU: conv2, conv4 and conv5 "
+           "see only their own tower's maps, conv3 and the fully connected layers see both, as "
+           "in the paper, but nothing is split between devices."] if s["towers"] == 2 else []),
+        f"Patches (§4.1): {crop} of the 32x32 images ("
+        + ("cuda-convnet's CIFAR-10 choice" if s["crop"] == CROP else
+           f"--crop; cuda-convnet's CIFAR-10 choice is {CROP}x{CROP}")
+        + f"; the paper: 224 of 256). Every patch has the centre {crop} of the training set's "
+        f"mean image subtracted, wherever it was cut (also cuda-convnet's choice); the paper "
+        f"subtracts the mean image before cutting (§2).",
         f"The learning rate {schedule_text(r)}. {r['epochs']} passes through the training set "
         f"(the paper: roughly 90).",
         "Training error is the running error over each pass's augmented minibatches with "

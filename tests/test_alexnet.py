@@ -164,6 +164,13 @@ def test_the_report_lists_every_mechanism_changed_from_the_paper():
     for key, text in alexnet.CHANGED.items():
         assert " ".join(text.format(**{**alexnet.PAPER_SETTINGS, **changed}).split()) in every
     assert "PCA colour jitter (§4.1) with" not in every
+    # The text follows the run's network: its patches, its maps, its towers.
+    assert "24x24 patches give maps of 12, 6 and 3" in every and "two towers (§3.2) are" in paper
+    assert "cuda-convnet's CIFAR-10 choice;" in every
+    assert "The two towers (§3.2) are convolution groups" not in every
+    small = " ".join(alexnet.departures(result_with(crop=8, pool=2)).split())
+    assert "8x8 patches give maps of 4, 2 and 1" in small
+    assert "8x8 of the 32x32 images (--crop; cuda-convnet's CIFAR-10 choice is 24x24" in small
     plateau = " ".join(alexnet.departures({**result_with(schedule="plateau"),
                                            "plateau_patience": 2}).split())
     assert "held-out training images has not improved for 2 passes" in plateau
@@ -206,12 +213,14 @@ def test_every_crop_the_flags_allow_builds_the_network_or_is_refused():
         builds = []
         for crop in range(8, 33):
             try:
-                alexnet.models.alexnet_pooled_side(crop, (pool, 2))
+                alexnet.models.alexnet_pooled_sides(crop, (pool, 2))
                 builds.append(crop)
             except ValueError:
                 pass
         assert builds == list(range(builds[0], 33)), pool
         assert builds[0] == {2: 8, 3: 12}[pool]
+    assert alexnet.models.alexnet_pooled_sides(24) == (12, 6, 3)
+    assert alexnet.models.alexnet_pooled_sides(8, (2, 2)) == (4, 2, 1)
     mean = np.zeros((3, 32, 32), dtype=np.float32)
     net = alexnet.models.alexnet_cifar(np.random.default_rng(0), mean, crop=12,
                                        widths=(4, 4, 4, 4, 4), hidden=4)

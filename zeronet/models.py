@@ -213,15 +213,16 @@ def lenet4(rng, *, activation="scaled_tanh", dtype="float32", num_classes=10):
     ])
 
 
-def alexnet_pooled_side(crop, pool=(3, 2)):
-    """Side of the maps that reach fc6 in :func:`alexnet_cifar` from
-    ``crop x crop`` patches: after pool1, pool2 and pool5, each a ``pool =
-    (window, stride)`` max pooling in ceil mode. A ValueError if a window
-    is larger than its input: the crop is too small for the poolings."""
-    side = crop
+def alexnet_pooled_sides(crop, pool=(3, 2)):
+    """Sides of :func:`alexnet_cifar`'s maps from ``crop x crop`` patches
+    after pool1, pool2 and pool5 (the last reach fc6), each a ``pool =
+    (window, stride)`` max pooling in ceil mode: a tuple of 3 ints. A
+    ValueError if a window is larger than its input: the crop is too small
+    for the poolings."""
+    sides = [crop]
     for _ in range(3):
-        side = pool_output_size(side, pool[0], pool[1], 0, True, "side")
-    return side
+        sides.append(pool_output_size(sides[-1], pool[0], pool[1], 0, True, "side"))
+    return tuple(sides[1:])
 
 
 def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden=384,
@@ -307,7 +308,7 @@ def alexnet_cifar(rng, mean, *, crop=24, widths=(64, 192, 384, 256, 256), hidden
     net += [("conv5", L.Convolution(last, w5, 3, pad=1, groups=groups, **weights(True), **kw)),
             (f"{activation}5", act()), ("pool5", L.MaxPooling(pool[0], pool[1], ceil_mode=True)),
             ("flatten", L.Flatten())]
-    side = alexnet_pooled_side(crop, pool)
+    side = alexnet_pooled_sides(crop, pool)[-1]
     features = w5 * side * side
     net += [("fc6", L.Affine(features, hidden, **weights(True), **kw)),
             (f"{activation}6", act())]
