@@ -567,6 +567,8 @@ def evaluate_weights(args):
 RUN_SETTINGS = ["quick", "val", "seed", "epochs", "threads", "lr", "batch_size", "weight_decay",
                 "schedule", "width", "crop", "no_crops", "no_pca", "no_lrn", "pool", "towers",
                 "depth", "dropout", "activation", "init"]
+# Those of them that --weights takes: which images, how many threads.
+EVALUATION_SETTINGS = ["quick", "val", "threads"]
 
 
 def main(argv=None):
@@ -578,6 +580,14 @@ def main(argv=None):
         return
     if args.weights and args.resume:
         parser.error("--weights evaluates saved weights; there is no training to --resume")
+    # The saved network is evaluated as it was trained: a training flag given
+    # with --weights would change nothing but what config.json says.
+    training = [key for key in RUN_SETTINGS if key not in EVALUATION_SETTINGS
+                and getattr(args, key) != parser.get_default(key)]
+    if args.weights and training:
+        parser.error(f"--{training[0].replace('_', '-')}: --weights evaluates the saved network "
+                     f"as it was trained; only {', '.join('--' + k for k in EVALUATION_SETTINGS)} "
+                     f"apply to it")
     if args.weights:
         run_dir, results = common.weights_run(args, MODEL, evaluate_weights)
         report(results[MODEL], run_dir, args)

@@ -184,6 +184,8 @@ def test_the_report_lists_every_mechanism_changed_from_the_paper():
     (["--towers", "3"], "--towers"),
     (["--weights", "x.h5", "--resume"], "--resume"),
     (["--seed", "-1"], "--seed"),
+    (["--weights", "x.h5", "--no-lrn"], "--no-lrn: --weights evaluates the saved network"),
+    (["--weights", "x.h5", "--epochs", "3"], "--epochs"),
     (["--threads", "1000"], "--threads"),
     (["--crop", "11"], "--crop 11 is too small"),
     (["--crop", "9", "--pool", "3"], "at least 12"),
