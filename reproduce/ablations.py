@@ -753,7 +753,9 @@ def write_report(records, budget, results_dir, command):
         f"Budget{' (QUICK smoke run: not comparable)' if budget.quick else ''}: alexnet.py's "
         f"network at --width {budget.width:g} (conv {', '.join(map(str, widths))}; fc "
         f"{hidden}), {budget.epochs} passes, {budget.crop}x{budget.crop} patches, its learning "
-        f"rate falling at the same fractions of the training as alexnet.py's; seeds "
+        f"rate divided by 10 after "
+        f"{', '.join(f'{a}/{b}' for a, b in LR_STEP_FRACTIONS)} of the passes (at the starts "
+        f"of passes {', '.join(str(e + 1) for e in lr_boundaries(budget.epochs))}); seeds "
         f"{', '.join(map(str, budget.seeds))} for every arm. {len(arm_records)} of {planned} "
         f"runs recorded; {minutes:.0f} minutes of training and evaluation in all (sweep "
         f"included), on {'; '.join(machines) or '-'}.", "",
