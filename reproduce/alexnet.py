@@ -90,7 +90,7 @@ PCA_STD = 0.1
 # §4.2: dropout with probability 0.5 on the first two fully connected layers.
 DROPOUT = 0.5
 # Kernels of conv1-conv5 and units of fc6 and fc7 at --width 1 (the
-# paper's 96, 256, 384, 384, 256 and 4096, scaled to CIFAR-10's images and
+# paper's 96, 256, 384, 384, 256 and 4096, §3.5, scaled to CIFAR-10's images and
 # this machine; models.alexnet_cifar's defaults). --width F scales them all.
 WIDTHS = (64, 192, 384, 256, 256)
 HIDDEN = 384
@@ -421,7 +421,11 @@ def departures(r):
         f"{sides[0]}, {sides[1]} and {sides[2]}).",
         *(["The two towers (§3.2) are convolution groups on one CPU: conv2, conv4 and conv5 "
            "see only their own tower's maps, conv3 and the fully connected layers see both, as "
-           "in the paper, but nothing is split between devices."] if s["towers"] == 2 else []),
+           "in the paper, but nothing is split between devices."
+           + (" The local response normalisation (§3.3) runs over each layer's maps as one "
+              "stack, so at the boundary between the towers 2 maps on each side (4 in all of "
+              "conv1's and of conv2's) sum over maps of the other tower; the paper's GPUs each "
+              "normalised their own maps." if s["lrn"] else "")] if s["towers"] == 2 else []),
         f"Patches (§4.1): {crop} of the 32x32 images ("
         + ("cuda-convnet's CIFAR-10 choice" if s["crop"] == CROP else
            f"--crop; cuda-convnet's CIFAR-10 choice is {CROP}x{CROP}")
