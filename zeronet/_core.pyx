@@ -291,6 +291,13 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
 # (it stays in cache) and multiplies it at once, instead of writing the whole
 # batch's col to memory and reading it back for each product (col holds
 # KH*KW times as many values as x: 25 times for a 5x5 kernel).
+#
+# The forward pass lays col out turned, one column per window (im2col's rows
+# as columns): its product W @ cols then comes out as maps like y, where
+# col's rows would give (position, map) rows to transpose into y, a strided
+# copy that cost more than the copy of the input windows. The backward pass
+# keeps im2col's rows: its weight gradient dout @ col ran faster on them than
+# on columns.
 
 # The BLAS the convolution calls. By default SciPy's (scipy.linalg.cython_blas,
 # known at build time). kernels.py hands over NumPy's own OpenBLAS instead
@@ -393,24 +400,72 @@ cdef inline void _crop_image(floating* dst, const floating* padded, Py_ssize_t C
                    W * sizeof(floating))
 
 
+cdef inline void _copy_run(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
+    """dst[:n] = src[:n] for the short runs of an unfold (an output row
+    each): in blocks of constant sizes, which the compiler turns into a few
+    vector moves, where a library memcpy call would cost more than the copy."""
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(dst + i, src + i, 8 * sizeof(floating))
+        i += 8
+    if i + 4 <= n:
+        memcpy(dst + i, src + i, 4 * sizeof(floating))
+        i += 4
+    if i + 2 <= n:
+        memcpy(dst + i, src + i, 2 * sizeof(floating))
+        i += 2
+    if i < n:
+        dst[i] = src[i]
+
+
+cdef inline void _unfold_columns(floating* cols, Py_ssize_t L, const floating* image,
+                                 Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
+                                 Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t OH,
+                                 Py_ssize_t OW) noexcept nogil:
+    """im2col's rows of one padded image ``(C, H, W)`` written as columns:
+    row ``(c*KH + ky)*KW + kx`` of ``cols`` (rows ``L`` values apart)
+    gets, in column ``oh*OW + ow``, the window (oh, ow)'s value at (c, ky,
+    kx). Each row is OH runs of OW input values, one input row each: with
+    stride 1 a copy."""
+    cdef Py_ssize_t c, ky, kx, oh, ow
+    cdef floating* dst
+    cdef const floating* src
+    for c in range(C):
+        for ky in range(KH):
+            for kx in range(KW):
+                dst = cols + ((c * KH + ky) * KW + kx) * L
+                for oh in range(OH):
+                    src = image + (c * H + oh * SH + ky) * W + kx
+                    if SW == 1:
+                        _copy_run(dst + oh * OW, src, OW)
+                    else:
+                        for ow in range(OW):
+                            dst[oh * OW + ow] = src[ow * SW]
+
+
 cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W,
                         const floating[::1] b, floating[:, :, ::1] y,
-                        floating[:, :, ::1] col, floating[:, :, ::1] out,
+                        floating[:, :, ::1] cols, floating[:, :, ::1] out,
                         floating[:, ::1] x_padded,
                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                         Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
                         int groups, int num_threads) noexcept:
     """conv_forward's loop. ``x`` unpadded; per thread (first axis, at
-    least ``num_threads`` rows): ``col`` and ``out`` a chunk's im2col rows
-    and products, ``x_padded`` room for one padded image, border zero."""
+    least ``num_threads`` of them): ``cols`` ``(K, L)`` a chunk's im2col
+    rows as columns, image after image (L = images per chunk * OH*OW),
+    ``out`` ``(OC, L)`` their products, ``x_padded`` room for one padded
+    image, border zero."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], Wd = x.shape[3]
     cdef Py_ssize_t Hp = H + 2 * PH, Wp = Wd + 2 * PW
-    cdef Py_ssize_t OC = W.shape[0], P = OH * OW, per_chunk = col.shape[1] // P
+    cdef Py_ssize_t OC = W.shape[0], P = OH * OW, L = cols.shape[2], per_chunk = L // P
     cdef Py_ssize_t chunks = (N + per_chunk - 1) // per_chunk
-    cdef int Kg = <int> W.shape[1], K = <int> (Kg * groups), OCg = <int> (OC // groups)
-    cdef Py_ssize_t chunk, first, n, i, oh, o, p
-    cdef int rows, g, t
+    cdef int Kg = <int> W.shape[1], OCg = <int> (OC // groups)
+    cdef Py_ssize_t chunk, first, n, i, o, p
+    cdef int g, t
     cdef const floating* image
+    cdef const floating* src
+    cdef floating* dst
+    cdef floating bias
     # Each chunk writes only its own images' maps: no two threads share an output.
     for chunk in prange(chunks, nogil=True, schedule='static',
                         num_threads=num_threads if chunks > 1 else 1):
@@ -419,21 +474,21 @@ cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W
         n = N - first
         if n > per_chunk:
             n = per_chunk
-        rows = <int> (n * P)
         for i in range(n):
             image = _pad_image(&x[first + i, 0, 0, 0], &x_padded[t, 0], C, H, Wd, PH, PW)
-            for oh in range(OH):
-                _im2col_row(&col[t, (i * OH + oh) * OW, 0], image, C, Hp, Wp,
-                            oh * SH, KH, KW, SW, OW, K)
+            _unfold_columns(&cols[t, 0, i * P], L, image, C, Hp, Wp, KH, KW, SH, SW, OH, OW)
         for g in range(groups):
-            # out[:, g's maps] = col[:, g's columns] @ W[g's maps].T
-            _matmul(False, True, rows, OCg, Kg, &col[t, 0, g * Kg], K, &W[g * OCg, 0], Kg,
-                    0, &out[t, 0, g * OCg], <int> OC)
-        # (position, map) rows back to maps, with the bias.
+            # out[g's maps] = W[g's maps] @ cols[g's rows]
+            _matmul(False, False, OCg, <int> (n * P), Kg, &W[g * OCg, 0], Kg,
+                    &cols[t, g * Kg, 0], <int> L, 0, &out[t, g * OCg, 0], <int> L)
+        # Each image's maps out of the chunk's, with the bias.
         for i in range(n):
             for o in range(OC):
+                src = &out[t, o, i * P]
+                dst = &y[first + i, o, 0]
+                bias = b[o]
                 for p in range(P):
-                    y[first + i, o, p] = out[t, i * P + p, o] + b[o]
+                    dst[p] = src[p] + bias
 
 
 # From this many output positions an image on, the backward pass multiplies
@@ -592,15 +647,18 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
     n, oc = x.shape[0], W.shape[0]
     y = np.empty((n, oc, oh, ow), dtype=x.dtype)
     per_chunk, _, _, threads = _chunk_plan(x, oc, kh, kw, oh, ow)
-    col, out = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads,
-                              col=x.shape[1] * kh * kw, out=oc)
+    # Columns, not conv_backward's rows: (K, per_chunk*OH*OW) and (OC,
+    # per_chunk*OH*OW) a thread.
+    cols = _scratch(work, "chunked_cols", (threads, x.shape[1] * kh * kw, per_chunk * oh * ow),
+                    x.dtype)
+    maps = _scratch(work, "chunked_maps", (threads, oc, per_chunk * oh * ow), x.dtype)
     W2 = W.reshape(oc, -1)
     x_padded = _padded_image_buffer(x, threads, ph, pw, work, "x_padded")
     if x.dtype == np.float32:
-        _conv_forward[float](x, W2, b, y.reshape(n, oc, oh * ow), col, out, x_padded, kh, kw,
+        _conv_forward[float](x, W2, b, y.reshape(n, oc, oh * ow), cols, maps, x_padded, kh, kw,
                              sh, sw, ph, pw, oh, ow, groups, threads)
     else:
-        _conv_forward[double](x, W2, b, y.reshape(n, oc, oh * ow), col, out, x_padded, kh, kw,
+        _conv_forward[double](x, W2, b, y.reshape(n, oc, oh * ow), cols, maps, x_padded, kh, kw,
                               sh, sw, ph, pw, oh, ow, groups, threads)
     return y
 
