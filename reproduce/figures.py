@@ -726,7 +726,10 @@ def ablation_summary(panels, path, title="Ablations"):
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
         if unique:
-            ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
+            # Beside the axes: inside, it would hide the dots of whatever row
+            # lies under it.
+            ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return _save(figure, path)
