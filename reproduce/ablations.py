@@ -367,6 +367,7 @@ class Grid:
             except (OSError, ValueError, AttributeError):
                 saved = {}          # unreadable: not a run this grid made
             self.check(saved, expected, f"the interrupted run {run_dir}")
+        self.cifar()        # first: a run whose data cannot be loaded leaves no folder behind
         run_dir.mkdir(parents=True, exist_ok=True)
         common.record_run(run_dir, args, identity=expected)
         record = self.train(run, args, expected, run_dir, resume)

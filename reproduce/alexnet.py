@@ -223,7 +223,11 @@ def scaled_widths(factor):
 
 def build_parser():
     ap = common.base_parser(__doc__.split("\n")[0] + " " + __doc__.split("\n")[1],
-                            threads=THREADS, training_set="50,000")
+                            threads=THREADS, training_set="50,000",
+                            out_note="; with --ablations, the grid's runs go to OUT/ablations "
+                                     "but its records, table and figures to the repository's "
+                                     "reproduce/results/ whatever --out says (with --quick, "
+                                     "all to OUT/ablations-quick)")
     ap.add_argument("--lr", type=common.positive_float, default=LR,
                     help="base learning rate (§5)")
     ap.add_argument("--batch-size", type=common.positive_int, default=BATCH_SIZE,
@@ -567,7 +571,7 @@ def evaluate_weights(args):
     return name, result
 
 
-# Settings an interrupted run keeps when resumed (see common.open_run).
+# Settings an interrupted run keeps when resumed (see common.resume_run).
 RUN_SETTINGS = ["quick", "val", "seed", "epochs", "threads", "lr", "batch_size", "weight_decay",
                 "schedule", "width", "crop", "no_crops", "no_pca", "no_lrn", "pool", "towers",
                 "depth", "dropout", "activation", "init"]
@@ -597,15 +601,17 @@ def main(argv=None):
         report(results[MODEL], run_dir, args)
         return
     check_crop(parser, args)
-    run_dir, resume = common.open_run(args, parser, MODEL + ("-quick" if args.quick else ""),
-                                      RUN_SETTINGS)
+    tag = MODEL + ("-quick" if args.quick else "")
+    resumed = common.resume_run(args, parser, tag, RUN_SETTINGS, resolved_epochs)
+    resume = resumed is not None
     if resume:
         check_crop(parser, args)        # the interrupted run's, read from its config.json
+    cifar = datasets.load_cifar10(args.data_dir, progress=not args.no_progress)
+    data = common.select_data(cifar, args, QUICK_SIZES)
+    run_dir = resumed or common.new_run_dir(args.out, tag)
     common.record_run(run_dir, args, epochs_resolved=resolved_epochs(args),
                       lr_boundaries=LR_BOUNDARIES, lr_ratios=LR_RATIOS,
                       plateau_patience=PLATEAU_PATIENCE, momentum=MOMENTUM, pca_std=PCA_STD)
-    cifar = datasets.load_cifar10(args.data_dir, progress=not args.no_progress)
-    data = common.select_data(cifar, args, QUICK_SIZES)
     results = common.train_models([MODEL], run_dir, resume, resolved_epochs(args),
                                   lambda name: train_alexnet(args, data, cifar.classes, run_dir,
                                                              resume)[0],

@@ -5,8 +5,9 @@ data, its defaults with their citations. Everything else lives here, in the
 order a run uses it:
 
 - the flags every script takes (:func:`base_parser`);
-- the run folder: a new one, or an interrupted one to resume with the
-  settings it was started with (:func:`open_run`, :func:`record_run`);
+- the run folder: an interrupted one to resume with the settings it was
+  started with (:func:`resume_run`), or a new one made once the data has
+  loaded (:func:`new_run_dir`); then its bookkeeping (:func:`record_run`);
 - the data's validation split and quick subset (:func:`select_data`);
 - the learning-rate schedule (:func:`lr_schedule`);
 - training one model with checkpoints, metrics and learning curves
@@ -94,6 +95,14 @@ def thread_count(text):
     return value
 
 
+def folder_path(text):
+    """argparse type: a folder's path, never empty (an empty path would
+    silently mean the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must name a folder, got an empty string")
+    return text
+
+
 def fraction(text):
     """argparse type: a float in [0, 1)."""
     value = float(text)
@@ -120,21 +129,22 @@ class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def base_parser(description, *, threads, training_set):
+def base_parser(description, *, threads, training_set, out_note=""):
     """The flags every reproduction script shares.
 
     ``threads``: the script's default thread count; ``training_set``: the
-    size of the whole training set, for ``--val``'s help (e.g. "60,000").
+    size of the whole training set, for ``--val``'s help (e.g. "60,000");
+    ``out_note``: what ``--out``'s help adds for this script.
     """
     ap = _Parser(description=description, formatter_class=_HelpWithDefaults)
     ap.add_argument("--epochs", type=positive_int, default=None,
                     help="training passes (default: the paper's, per model)")
     # count: numpy.random.default_rng refuses negative seeds.
     ap.add_argument("--seed", type=count, default=0, help="seed of every random generator")
-    ap.add_argument("--data-dir", default=None,
+    ap.add_argument("--data-dir", type=folder_path, default=None,
                     help="dataset folder (default: $ZERONET_DATA, else the repository's data/)")
     ap.add_argument("--out", default=str(REPO / "runs"),
-                    help="parent folder of the run folders")
+                    help="parent folder of the run folders" + out_note)
     ap.add_argument("--quick", action="store_true",
                     help="seconds-long smoke run on a small subset (what CI runs)")
     ap.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
@@ -259,16 +269,48 @@ def restore_config(args, parser, run_dir, keys, may_change=()):
         setattr(args, key, saved[key])
 
 
-def open_run(args, parser, tag, settings):
-    """The run's folder and whether it resumes: a new ``<out>/<tag>-<time>``,
-    or with ``--resume`` the interrupted run's, whose ``settings`` (flag
-    names) ``args`` then takes from its config.json. ``--epochs`` may
-    differ, to train further."""
+def passes_trained(run_dir):
+    """``(passes, model)``: the most passes that a model of the run in
+    ``run_dir`` has trained, as its checkpoint records, and that model;
+    ``(0, None)`` without checkpoints. The file is checked whole first
+    (:func:`zeronet.load`, whose digest covers the epoch read here): a
+    damaged one raises :class:`~zeronet.io.WeightsFileError`."""
+    import h5py
+    most = (0, None)
+    for checkpoint in sorted(Path(run_dir).glob("*/checkpoint.h5")):
+        zeronet.load(checkpoint)
+        with h5py.File(checkpoint, "r") as f:
+            try:
+                passes = int(f[zeronet.io.CHECKPOINT].attrs["epoch"]) + 1
+            except (KeyError, TypeError, ValueError) as exc:
+                raise zeronet.io.WeightsFileError(
+                    f"{checkpoint} holds weights but no training checkpoint's epoch "
+                    f"({type(exc).__name__}: {exc})") from None
+        if passes > most[0]:
+            most = (passes, checkpoint.parent.name)
+    return most
+
+
+def resume_run(args, parser, tag, settings, epochs):
+    """With ``--resume``, the interrupted run's folder, whose ``settings``
+    (flag names) ``args`` then takes from its config.json; else None: the
+    new run's folder is made (:func:`new_run_dir`) once its data has
+    loaded, so that a run that cannot start leaves no folder behind.
+
+    ``--epochs`` may differ, to train further, but ``epochs(args)``, the
+    passes the run is to train, may not be fewer than a model of it has
+    trained already: config.json would then record fewer passes than its
+    results hold.
+    """
     if args.resume is None:
-        return new_run_dir(args.out, tag), False
+        return None
     run_dir = find_resume_dir(args.out, tag, args.resume)
     restore_config(args, parser, run_dir, settings, may_change=("epochs",))
-    return run_dir, True
+    trained, model = passes_trained(run_dir)
+    if epochs(args) < trained:
+        sys.exit(f"--resume: {model} in {run_dir} has trained {trained} passes already, more "
+                 f"than the {epochs(args)} asked for; give --epochs {trained} or more")
+    return run_dir
 
 
 def record_run(run_dir, args, **config):

@@ -466,7 +466,7 @@ def evaluate_weights(args):
     return name, result
 
 
-# Settings an interrupted run keeps when resumed (see common.open_run).
+# Settings an interrupted run keeps when resumed (see common.resume_run).
 RUN_SETTINGS = ["model", "all", "quick", "val", "seed", "lr", "batch_size", "weight_decay", "average",
                 "momentum", "activation", "epochs", "threads", "output", "rubbish_penalty",
                 "optimizer", "running_curvature", "codes"]
@@ -490,15 +490,18 @@ def main(argv=None):
         run_dir, results = common.weights_run(args, "lenet", evaluate_weights)
         report(results, run_dir, args)
         return
-    run_dir, resume = common.open_run(args, parser, run_tag(args), RUN_SETTINGS)
+    tag = run_tag(args)
+    resumed = common.resume_run(args, parser, tag, RUN_SETTINGS, resolved_epochs)
+    resume = resumed is not None
     # Resolved after --resume, so that config.json records the codes used.
     args.codes = args.codes or RBF_CODES
     names = list(ROWS) if args.all else args.model
+    data = common.select_data(datasets.load_mnist(args.data_dir, progress=not args.no_progress),
+                              args, QUICK_SIZES)
+    run_dir = resumed or common.new_run_dir(args.out, tag)
     common.record_run(run_dir, args, models=names, epochs_resolved=resolved_epochs(args),
                       lr_boundaries=LR_BOUNDARIES, lr_ratios=LR_RATIOS,
                       background=BACKGROUND, ink=INK)
-    data = common.select_data(datasets.load_mnist(args.data_dir, progress=not args.no_progress),
-                              args, QUICK_SIZES)
     results = common.train_models(names, run_dir, resume, resolved_epochs(args),
                                   lambda name: train_row(name, args, data, run_dir, resume))
     report(results, run_dir, args)

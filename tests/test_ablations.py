@@ -364,6 +364,17 @@ def test_an_interrupted_run_of_other_settings_is_not_resumed(tmp_path):
         alexnet.main(["--ablate", "no-lrn", "--quick", "--out", str(tmp_path)])
 
 
+def test_a_run_whose_data_cannot_be_loaded_leaves_no_folder(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    # A damaged archive: loading fails at once, and nothing is downloaded.
+    (data / zeronet.datasets.CIFAR10_ARCHIVE).write_bytes(b"not the archive")
+    with pytest.raises(zeronet.datasets.DatasetError, match="MD5 mismatch"):
+        alexnet.main(["--ablate", "baseline", "--quick", "--no-progress",
+                      "--out", str(tmp_path / "runs"), "--data-dir", str(data)])
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("text, says", [
     ("[1, 2]", "must be a JSON object"),
     ("{not json", "JSONDecodeError"),
@@ -395,6 +406,16 @@ def test_flags_the_grid_cannot_take_get_a_one_line_error(flags, says, tmp_path, 
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_out_flags_help_says_where_the_grids_records_go():
+    # --out places the grid's runs, not its records: the help must not let
+    # a user think a grid started elsewhere leaves the repository alone.
+    # The action's own text: --help wraps it, and may break it at hyphens.
+    text = next(a.help for a in alexnet.build_parser()._actions if a.dest == "out")
+    assert ("with --ablations, the grid's runs go to OUT/ablations but its records, table and "
+            "figures to the repository's reproduce/results/ whatever --out says (with --quick, "
+            "all to OUT/ablations-quick)") in text, text
 
 
 # ------------------------------------------------------ the quick grid ----

@@ -89,6 +89,19 @@ def test_the_quick_run_trains_saves_and_reports(quick_run):
     assert "| this run |" in stdout and "39.0% / 37.5%" in stdout
 
 
+def damaged_cifar(folder):
+    """A data folder whose CIFAR-10 archive is damaged: loading it fails at
+    once, and nothing is downloaded."""
+    folder.mkdir()
+    (folder / zeronet.datasets.CIFAR10_ARCHIVE).write_bytes(b"not the archive")
+    return folder
+
+
+def contents(folder):
+    """Every file under ``folder``: its path -> its bytes."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.slow
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(quick_run, tmp_path):
     data = str(cifar_dir())
@@ -102,6 +115,29 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(quick_run, tm
     for p, q in zip(a.parameters(), b.parameters()):
         assert np.array_equal(p.data, q.data), f"{p.name} differs after --resume"
     assert a.metadata["test_errors_ten"] == b.metadata["test_errors_ten"]
+
+    # Fewer passes than it has trained: refused, the run left as it was.
+    run_dir = resumed.parent.parent
+    kept = contents(run_dir)
+    proc = run("--quick", "--epochs", "1", "--resume", "--data-dir", data,
+               "--out", str(tmp_path), expect=1)
+    message = proc.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert f"alexnet in {run_dir} has trained 2 passes already" in message, message
+    # A resumed run whose data cannot be loaded: its folder is never removed.
+    proc = run("--quick", "--resume", "--data-dir", str(damaged_cifar(tmp_path / "bad-data")),
+               "--out", str(tmp_path), expect=1)
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert contents(run_dir) == kept
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2
+
+
+def test_a_run_whose_data_cannot_be_loaded_leaves_no_run_folder(tmp_path):
+    proc = run("--quick", "--data-dir", str(damaged_cifar(tmp_path / "data")),
+               "--out", str(tmp_path / "runs"), expect=1)
+    message = proc.stderr.strip()
+    assert len(message.splitlines()) == 1 and "MD5 mismatch" in message, message
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
@@ -189,6 +225,7 @@ def test_the_report_lists_every_mechanism_changed_from_the_paper():
     (["--threads", "1000"], "--threads"),
     (["--crop", "11"], "--crop 11 is too small"),
     (["--crop", "9", "--pool", "3"], "at least 12"),
+    (["--data-dir", ""], "--data-dir: must name a folder"),
 ])
 def test_bad_flags_get_a_one_line_error(tmp_path, flags, named):
     proc = run(*flags, "--quick", "--out", str(tmp_path), expect=2)
@@ -245,6 +282,40 @@ def test_resume_takes_the_settings_the_run_recorded(tmp_path):
     args = parser.parse_args(["--quick", "--resume", str(run_dir)])
     alexnet.common.restore_config(args, parser, run_dir, alexnet.RUN_SETTINGS)
     assert (args.crop, args.lr, args.no_pca, args.epochs) == (16, 0.003, True, None)
+
+
+def test_resume_refuses_fewer_passes_than_the_run_has_trained(tmp_path):
+    # config.json would record fewer passes than the results hold.
+    run_dir = resumable(tmp_path)
+    network = zeronet.models.mlp(np.random.default_rng(0), (4,))
+    zeronet.io.save_checkpoint(run_dir / "alexnet" / "checkpoint.h5", network,
+                               alexnet.Momentum(lr=0.01), None, epoch=2,
+                               rng=np.random.default_rng(0), history=[{}, {}, {}])
+    parser = alexnet.build_parser()
+    for epochs in ("3", "4"):
+        args = parser.parse_args(["--quick", "--epochs", epochs, "--resume", str(run_dir)])
+        assert alexnet.common.resume_run(args, parser, "alexnet-quick", alexnet.RUN_SETTINGS,
+                                         alexnet.resolved_epochs) == run_dir
+    for flags in (["--epochs", "2"], []):       # --quick's own 2 passes too
+        args = parser.parse_args(["--quick", *flags, "--resume", str(run_dir)])
+        with pytest.raises(SystemExit) as stop:
+            alexnet.common.resume_run(args, parser, "alexnet-quick", alexnet.RUN_SETTINGS,
+                                      alexnet.resolved_epochs)
+        message = str(stop.value.code)
+        assert len(message.splitlines()) == 1, message
+        assert message == (f"--resume: alexnet in {run_dir} has trained 3 passes already, more "
+                           f"than the 2 asked for; give --epochs 3 or more")
+
+
+def test_resume_refuses_a_checkpoint_without_its_epoch(tmp_path):
+    run_dir = resumable(tmp_path)
+    path = run_dir / "alexnet" / "checkpoint.h5"
+    zeronet.save(zeronet.models.mlp(np.random.default_rng(0), (4,)), path)
+    parser = alexnet.build_parser()
+    args = parser.parse_args(["--quick", "--resume", str(run_dir)])
+    with pytest.raises(zeronet.io.WeightsFileError, match="no training checkpoint's epoch"):
+        alexnet.common.resume_run(args, parser, "alexnet-quick", alexnet.RUN_SETTINGS,
+                                  alexnet.resolved_epochs)
 
 
 @pytest.mark.parametrize("key, value, says", [

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import zeronet
-from zeronet import io, kernels, layers as L, models, reference, sdlm
+from zeronet import datasets, io, kernels, layers as L, models, reference, sdlm
 from zeronet._validate import MAX_SIZE
 from zeronet.io import WeightsFileError
 from zeronet.network import Sequential
@@ -898,16 +898,31 @@ def test_11_the_cli_reports_a_damaged_weights_file_in_one_line(tmp_path, monkeyp
     assert str(path) in err, err
 
 
+def damaged_mnist(folder):
+    """A data folder whose four MNIST files are there but damaged: loading
+    them fails, and nothing is downloaded."""
+    (folder / "mnist").mkdir(parents=True)
+    for spec in datasets.MNIST_FILES.values():
+        (folder / "mnist" / spec.name).write_bytes(b"\x00\x00\x08\x03 not an idx file")
+    return folder
+
+
 def test_11_the_cli_reports_a_damaged_dataset_in_one_line(tmp_path, monkeypatch, capsys):
-    mnist = tmp_path / "data" / "mnist"
-    mnist.mkdir(parents=True)
-    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        (mnist / name).write_bytes(b"\x00\x00\x08\x03 not an idx file")
     code, out, err = run_cli(monkeypatch, capsys, "--weights", str(LENET5), "--data-dir",
-                             str(tmp_path / "data"), "--out", str(tmp_path / "runs"),
-                             "--no-progress")
+                             str(damaged_mnist(tmp_path / "data")), "--out",
+                             str(tmp_path / "runs"), "--no-progress")
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "t10k" in err
+
+
+def test_11_a_training_whose_data_cannot_be_loaded_leaves_no_run_folder(tmp_path, monkeypatch,
+                                                                        capsys):
+    code, out, err = run_cli(monkeypatch, capsys, "--quick", "--data-dir",
+                             str(damaged_mnist(tmp_path / "data")), "--out",
+                             str(tmp_path / "runs"), "--no-progress")
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "idx" in err, err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_11_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):

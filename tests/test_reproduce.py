@@ -80,6 +80,15 @@ def test_lenet_resume_continues_from_checkpoint(tmp_path):
     out, result = resume_after_one_pass(tmp_path, "mlp300")
     assert "resumed from" in out
     assert result["epochs"] == 2
+    # Fewer passes than it has trained: refused in one line, config.json kept.
+    (run_dir,) = tmp_path.glob("lenet-mlp300-quick-*")
+    config = (run_dir / "config.json").read_text()
+    cmd = [sys.executable, str(REPO / "reproduce" / "lenet.py"), "--quick", "--model", "mlp300",
+           "--epochs", "1", "--resume", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert f"mlp300 in {run_dir} has trained 2 passes already" in proc.stderr, proc.stderr
+    assert (run_dir / "config.json").read_text() == config
 
 
 @pytest.mark.slow
@@ -147,6 +156,17 @@ def test_flags_of_the_other_optimizer_are_refused(tmp_path, flags, named):
            "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and named in proc.stderr
+    assert not list(tmp_path.iterdir())       # refused before any run folder
+
+
+@pytest.mark.parametrize("script", ["lenet.py", "alexnet.py"])
+def test_an_empty_data_dir_is_refused_in_one_line(tmp_path, script):
+    # An empty path would silently mean the current folder (and download there).
+    cmd = [sys.executable, str(REPO / "reproduce" / script), "--quick", "--data-dir", "",
+           "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "--data-dir: must name a folder, got an empty string" in proc.stderr, proc.stderr
     assert not list(tmp_path.iterdir())       # refused before any run folder
 
 
