@@ -143,7 +143,7 @@ def base_parser(description, *, threads, training_set, out_note=""):
     ap.add_argument("--seed", type=count, default=0, help="seed of every random generator")
     ap.add_argument("--data-dir", type=folder_path, default=None,
                     help="dataset folder (default: $ZERONET_DATA, else the repository's data/)")
-    ap.add_argument("--out", default=str(REPO / "runs"),
+    ap.add_argument("--out", type=folder_path, default=str(REPO / "runs"),
                     help="parent folder of the run folders" + out_note)
     ap.add_argument("--quick", action="store_true",
                     help="seconds-long smoke run on a small subset (what CI runs)")

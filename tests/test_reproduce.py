@@ -160,13 +160,16 @@ def test_flags_of_the_other_optimizer_are_refused(tmp_path, flags, named):
 
 
 @pytest.mark.parametrize("script", ["lenet.py", "alexnet.py"])
-def test_an_empty_data_dir_is_refused_in_one_line(tmp_path, script):
-    # An empty path would silently mean the current folder (and download there).
-    cmd = [sys.executable, str(REPO / "reproduce" / script), "--quick", "--data-dir", "",
-           "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("flag", ["--data-dir", "--out"])
+def test_an_empty_folder_flag_is_refused_in_one_line(tmp_path, script, flag):
+    # An empty path would silently mean the current folder (and download or
+    # write run folders there).
+    folders = {"--data-dir": str(tmp_path), "--out": str(tmp_path), flag: ""}
+    cmd = [sys.executable, str(REPO / "reproduce" / script), "--quick",
+           *(part for item in folders.items() for part in item)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert "--data-dir: must name a folder, got an empty string" in proc.stderr, proc.stderr
+    assert f"{flag}: must name a folder, got an empty string" in proc.stderr, proc.stderr
     assert not list(tmp_path.iterdir())       # refused before any run folder
 
 
