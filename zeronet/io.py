@@ -780,6 +780,25 @@ def save_checkpoint(path, network, optimizer, schedule, *, epoch, rng, history, 
     _atomic_write(path, fill)
 
 
+def _epoch(ck, path):
+    """The 0-based epoch a checkpoint group ``ck`` was written after."""
+    try:
+        return int(ck.attrs["epoch"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsFileError(f"{path}: the epoch is not a number ({exc})") from None
+
+
+def checkpoint_epoch(path):
+    """The 0-based epoch after which the training checkpoint ``path`` was
+    written, once the file has passed the checks of :func:`load` that do not
+    depend on the network (its path, structure and digest). Raises
+    :class:`WeightsFileError` for a file that holds no checkpoint."""
+    with _reading(path), _open(path) as f:
+        if CHECKPOINT not in f or not isinstance(f[CHECKPOINT], h5py.Group):
+            raise WeightsFileError(f"{path} holds weights but no training checkpoint's epoch")
+        return _epoch(f[CHECKPOINT], path)
+
+
 def load_checkpoint(path, network, optimizer, schedule, rng):
     """Restore a checkpoint into existing objects; returns ``(epoch, history)``.
 
@@ -816,10 +835,7 @@ def load_checkpoint(path, network, optimizer, schedule, rng):
                                    f"network's generators are {sorted(generators)}")
         for key, generator in generators.items():
             _checked_rng_state(layer_states[key], generator, f"generator {key}", path)
-        try:
-            epoch = int(ck.attrs["epoch"])
-        except (TypeError, ValueError) as exc:
-            raise WeightsFileError(f"{path}: the epoch is not a number ({exc})") from None
+        epoch = _epoch(ck, path)
         history = _json_attr(ck, "history", path)
 
     # Everything checked: from here on nothing can fail halfway.
