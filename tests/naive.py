@@ -199,3 +199,12 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1):
                                     dx[n, first_channel + c, ih, iw] += d * float(W[o, c, ky, kx])
                                     dW[o, c, ky, kx] += d * float(x[n, first_channel + c, ih, iw])
     return dx, dW
+
+
+def conv_bias_backward(dout):
+    """db of :func:`conv_forward`: every output of map o adds b[o], so b[o]
+    gets the sum of map o's dout, over all images and positions."""
+    db = np.zeros(dout.shape[1], dtype=np.float64)
+    for n, o, oh, ow in np.ndindex(*dout.shape):
+        db[o] += float(dout[n, o, oh, ow])
+    return db

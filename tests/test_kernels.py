@@ -500,6 +500,23 @@ def test_conv_matches_naive(impl, chunking, dtype, x_shape, kernel, stride, pad,
     no_dx, dW_alone = impl.conv_backward(x, W, dout, stride, pad, groups, input_grad=False)
     assert no_dx is None
     assert_bit_identical(dW_alone, dW, "dW computed without dx")
+    check_bias_gradient(impl.conv_backward, (x, W, dout, stride, pad, groups), dx, dW)
+
+
+def check_bias_gradient(backward, args, dx, dW, winograd=False):
+    """``backward(*args, bias_grad=True)`` adds db, right against the naive
+    sum, and leaves dx and dW bit for bit as they were without it (with and
+    without dx)."""
+    x, dout = args[0], args[2]
+    got_dx, got_dW, db = backward(*args, bias_grad=True)
+    assert_bit_identical(got_dx, dx, "dx computed with db")
+    assert_bit_identical(got_dW, dW, "dW computed with db")
+    assert db.shape == (dout.shape[1],) and db.dtype == x.dtype
+    assert_conv_close(db, naive.conv_bias_backward(dout), "conv_backward db", winograd)
+    no_dx, got_dW, db_alone = backward(*args, input_grad=False, bias_grad=True)
+    assert no_dx is None
+    assert_bit_identical(got_dW, dW, "dW computed with db, without dx")
+    assert_bit_identical(db_alone, db, "db computed without dx")
 
 
 def test_conv_scratch_arrays_are_kept_and_reused(impl):
@@ -524,7 +541,11 @@ def test_conv_scratch_arrays_are_kept_and_reused(impl):
         assert all(work[k] is kept[k] for k in kept), "scratch arrays were made again"
 
 
-def test_conv_ignores_what_the_scratch_arrays_held(impl, monkeypatch):
+# Output positions an image: 5 x 8 (the chunked passes multiply image by
+# image) and 3 x 3 (a chunk at once: compiled.PER_IMAGE_POSITIONS is 16).
+@pytest.mark.parametrize("stride, pad", [((2, 1), (2, 1)), ((3, 3), (1, 1))],
+                         ids=["40-positions", "9-positions"])
+def test_conv_ignores_what_the_scratch_arrays_held(impl, monkeypatch, stride, pad):
     # Several images per chunk and a short last chunk (7 images, 3 a chunk),
     # padding on both axes and a height stride: the results do not depend on
     # what an earlier call left in the scratch arrays, NaN included.
@@ -532,24 +553,26 @@ def test_conv_ignores_what_the_scratch_arrays_held(impl, monkeypatch):
     x = make_input((7, 3, 8, 7), np.float64, rng)
     W = make_input((4, 3, 3, 2), np.float64, rng)
     b = make_input((4,), np.float64, rng)
-    window = dict(stride=(2, 1), pad=(2, 1))
+    window = dict(stride=stride, pad=pad)
     oh, ow = conv_out_shape(x.shape, (3, 2), **window)
     if impl is not reference:
         monkeypatch.setattr(impl, "CHUNK_BYTES", 3 * oh * ow * 3 * 3 * 2 * x.itemsize)
     dout = make_input((7, 4, oh, ow), np.float64, rng)
     work = {}
     y = impl.conv_forward(x, W, b, **window, work=work)
-    dx, dW = impl.conv_backward(x, W, dout, **window, work=work)
+    dx, dW, db = impl.conv_backward(x, W, dout, **window, work=work, bias_grad=True)
     assert_conv_close(y, naive.conv_forward(x, W, b, **window), "conv_forward")
-    for got, expected, name in zip((dx, dW), naive.conv_backward(x, W, dout, **window),
-                                   ["dx", "dW"]):
+    for got, expected, name in zip((dx, dW, db), (*naive.conv_backward(x, W, dout, **window),
+                                                  naive.conv_bias_backward(dout)),
+                                   ["dx", "dW", "db"]):
         assert_conv_close(got, expected, f"conv_backward {name}")
     for scratch in work.values():
         scratch.fill(np.nan)
     assert_bit_identical(impl.conv_forward(x, W, b, **window, work=work), y,
                          "conv_forward after NaN in its scratch arrays")
-    for got, expected, name in zip(impl.conv_backward(x, W, dout, **window, work=work),
-                                   (dx, dW), ["dx", "dW"]):
+    for got, expected, name in zip(impl.conv_backward(x, W, dout, **window, work=work,
+                                                      bias_grad=True),
+                                   (dx, dW, db), ["dx", "dW", "db"]):
         assert_bit_identical(got, expected, f"conv_backward {name} after NaN in its scratch")
 
 
@@ -736,6 +759,7 @@ def test_winograd_conv_matches_naive_and_reference(slabs, dtype, x_shape, oc, r,
     no_dx, dW_alone = core.winograd_conv_backward(x, W, dout, 1, pad, groups, input_grad=False)
     assert no_dx is None
     assert_bit_identical(dW_alone, dW, "dW computed without dx")
+    check_bias_gradient(core.winograd_conv_backward, (x, W, dout, 1, pad, groups), dx, dW, True)
 
 
 def test_winograd_conv_ignores_what_the_scratch_arrays_held(slabs):

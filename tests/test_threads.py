@@ -129,9 +129,10 @@ def test_chunked_convolution_keeps_blas_on_one_thread_with_one_thread_of_ours(re
             seen.clear()
             y = kernels.conv_forward(x, W, b, pad=2, groups=2)
             assert seen and all(n == 1 for n in seen[0]), f"BLAS on {seen} threads inside"
-            results[threads] = (y, *kernels.conv_backward(x, W, dout, pad=2, groups=2))
+            results[threads] = (y, *kernels.conv_backward(x, W, dout, pad=2, groups=2,
+                                                          bias_grad=True))
         assert scipy_blas_threads() == [2] * len(scipy_blas_threads())
-    for name, a, b in zip(["y", "dx", "dW"], results[1], results[2]):
+    for name, a, b in zip(["y", "dx", "dW", "db"], results[1], results[2]):
         assert np.array_equal(a, b), (f"{name} differs between 1 and 2 threads by up to "
                                       f"{np.max(np.abs(a - b)):.3g}")
 

@@ -35,6 +35,7 @@ from zeronet._validate import (ARGMAX_DTYPE, conv_args, conv_grad_args, conv_out
                                pair, relu_grad_args,
                                pool_grad_check, pool_output_size, pool_window_check, shape4,
                                sizes_check, window_args)
+from zeronet.reference import bias_gradient
 
 cdef extern from *:
     """
@@ -293,11 +294,13 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
 # KH*KW times as many values as x: 25 times for a 5x5 kernel).
 #
 # The forward pass lays col out turned, one column per window (im2col's rows
-# as columns): its product W @ cols then comes out as maps like y, where
-# col's rows would give (position, map) rows to transpose into y, a strided
-# copy that cost more than the copy of the input windows. The backward pass
-# keeps im2col's rows: its weight gradient dout @ col ran faster on them than
-# on columns.
+# as columns): its product W @ cols then comes out as maps like y, each
+# image's written straight into y, where col's rows would give (position,
+# map) rows to transpose into y, a strided copy that cost more than the copy
+# of the input windows. The backward pass keeps im2col's rows: its weight
+# gradient dout @ col ran faster on them than on columns. It also sums the
+# bias gradient, chunk by chunk, just before the products read the same
+# dout: a separate sum afterwards would read all of dout from memory again.
 
 # The BLAS the convolution calls. By default SciPy's (scipy.linalg.cython_blas,
 # known at build time). kernels.py hands over NumPy's own OpenBLAS instead
@@ -443,6 +446,13 @@ cdef inline void _unfold_columns(floating* cols, Py_ssize_t L, const floating* i
                             dst[oh * OW + ow] = src[ow * SW]
 
 
+# From this many output positions an image on, both passes multiply image by
+# image (the forward writes each image's maps where they lie in y, the
+# backward reads dout as it lies); below, a chunk at once (one product of
+# more rows instead of many tiny ones).
+cdef Py_ssize_t PER_IMAGE_POSITIONS = 16
+
+
 cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W,
                         const floating[::1] b, floating[:, :, ::1] y,
                         floating[:, :, ::1] cols, floating[:, :, ::1] out,
@@ -477,35 +487,69 @@ cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W
         for i in range(n):
             image = _pad_image(&x[first + i, 0, 0, 0], &x_padded[t, 0], C, H, Wd, PH, PW)
             _unfold_columns(&cols[t, 0, i * P], L, image, C, Hp, Wp, KH, KW, SH, SW, OH, OW)
-        for g in range(groups):
-            # out[g's maps] = W[g's maps] @ cols[g's rows]
-            _matmul(False, False, OCg, <int> (n * P), Kg, &W[g * OCg, 0], Kg,
-                    &cols[t, g * Kg, 0], <int> L, 0, &out[t, g * OCg, 0], <int> L)
-        # Each image's maps out of the chunk's, with the bias.
-        for i in range(n):
-            for o in range(OC):
-                src = &out[t, o, i * P]
-                dst = &y[first + i, o, 0]
-                bias = b[o]
-                for p in range(P):
-                    dst[p] = src[p] + bias
+        if P >= PER_IMAGE_POSITIONS:
+            for i in range(n):
+                # Each image's maps straight into y: the bias first, then
+                # the product added onto it (beta = 1), with no copy.
+                for o in range(OC):
+                    dst = &y[first + i, o, 0]
+                    bias = b[o]
+                    for p in range(P):
+                        dst[p] = bias
+                for g in range(groups):
+                    # y[n, g's maps] += W[g's maps] @ cols[g's rows, n's columns]
+                    _matmul(False, False, OCg, <int> P, Kg, &W[g * OCg, 0], Kg,
+                            &cols[t, g * Kg, i * P], <int> L, 1, &y[first + i, g * OCg, 0],
+                            <int> P)
+        else:
+            # Few positions an image: one product for the whole chunk (many
+            # tiny ones would cost more), then each image's maps copied out
+            # with the bias.
+            for g in range(groups):
+                # out[g's maps] = W[g's maps] @ cols[g's rows]
+                _matmul(False, False, OCg, <int> (n * P), Kg, &W[g * OCg, 0], Kg,
+                        &cols[t, g * Kg, 0], <int> L, 0, &out[t, g * OCg, 0], <int> L)
+            for i in range(n):
+                for o in range(OC):
+                    src = &out[t, o, i * P]
+                    dst = &y[first + i, o, 0]
+                    bias = b[o]
+                    for p in range(P):
+                        dst[p] = src[p] + bias
 
 
-# From this many output positions an image on, the backward pass multiplies
-# image by image (it reads dout as it lies); below, a chunk at once (one
-# product of more rows instead of many tiny ones).
-cdef Py_ssize_t PER_IMAGE_POSITIONS = 16
+cdef inline floating _row_sum(const floating* a, Py_ssize_t n) noexcept nogil:
+    """a[0] + ... + a[n-1], as eight interleaved partial sums added up in
+    a fixed order: independent sums the compiler can turn into vector adds,
+    where one running sum waits for each add before the next."""
+    cdef floating acc[8]
+    cdef floating total
+    cdef Py_ssize_t i = 0, j
+    for j in range(8):
+        acc[j] = 0
+    while i + 8 <= n:
+        for j in range(8):
+            acc[j] += a[i + j]
+        i += 8
+    total = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+    while i < n:
+        total += a[i]
+        i += 1
+    return total
 
 
 cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] W,
                          const floating[:, :, ::1] dout, floating[:, :, :, ::1] dx,
-                         floating[:, :, ::1] dW_parts, floating[:, :, ::1] col,
+                         floating[:, :, ::1] dW_parts, floating[:, ::1] db_parts,
+                         floating[:, :, ::1] col,
                          floating[:, :, ::1] dcol, floating[:, :, ::1] drows,
                          floating[:, ::1] x_padded, floating[:, ::1] dx_padded,
                          Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                          Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
-                         int groups, bint input_grad, int num_threads) noexcept:
-    """conv_backward's loop. ``x`` and ``dx`` unpadded; per thread, as in
+                         int groups, bint input_grad, bint bias_grad,
+                         int num_threads) noexcept:
+    """conv_backward's loop. ``x`` and ``dx`` unpadded; ``dW_parts`` and
+    (with ``bias_grad``) ``db_parts`` the partial sums; per thread, as in
     _conv_forward, ``col``, ``dcol`` and ``drows`` (dout as rows, used below
     PER_IMAGE_POSITIONS), and room for one padded image: ``x_padded`` (border
     zero) and ``dx_padded``."""
@@ -520,19 +564,28 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
     cdef const floating* image
     cdef floating* grad
     cdef bint has_pad = PH != 0 or PW != 0
-    # The weight gradient sums over all images. Each of a fixed number of
-    # parts (not one per thread) sums its own run of chunks into its own
-    # partial, in order; the caller adds the partials up. So the result does
-    # not depend on the thread count.
+    # The weight and bias gradients sum over all images. Each of a fixed
+    # number of parts (not one per thread) sums its own run of chunks into
+    # its own partials, in order; the caller adds the partials up. So the
+    # result does not depend on the thread count.
     for part in prange(parts, nogil=True, schedule='static',
                        num_threads=num_threads if parts > 1 else 1):
         t = threadid()
+        if bias_grad:
+            for o in range(OC):
+                db_parts[part, o] = 0
         for chunk in range(part * chunks // parts, (part + 1) * chunks // parts):
             first = chunk * per_chunk
             n = N - first
             if n > per_chunk:
                 n = per_chunk
             rows = <int> (n * P)
+            if bias_grad:
+                # While dout's chunk is read anyway: the products below then
+                # find it in cache, where a separate sum would read it again.
+                for i in range(n):
+                    for o in range(OC):
+                        db_parts[part, o] += _row_sum(&dout[first + i, o, 0], P)
             for i in range(n):
                 image = _pad_image(&x[first + i, 0, 0, 0], &x_padded[t, 0], C, H, Wd, PH, PW)
                 for oh in range(OH):
@@ -647,11 +700,14 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
     n, oc = x.shape[0], W.shape[0]
     y = np.empty((n, oc, oh, ow), dtype=x.dtype)
     per_chunk, _, _, threads = _chunk_plan(x, oc, kh, kw, oh, ow)
-    # Columns, not conv_backward's rows: (K, per_chunk*OH*OW) and (OC,
-    # per_chunk*OH*OW) a thread.
+    # Columns, not conv_backward's rows: (K, per_chunk*OH*OW) a thread, and
+    # (OC, per_chunk*OH*OW) for the products only when they cannot go
+    # straight into y.
     cols = _scratch(work, "chunked_cols", (threads, x.shape[1] * kh * kw, per_chunk * oh * ow),
                     x.dtype)
-    maps = _scratch(work, "chunked_maps", (threads, oc, per_chunk * oh * ow), x.dtype)
+    maps_shape = ((threads, oc, per_chunk * oh * ow) if oh * ow < PER_IMAGE_POSITIONS
+                  else (threads, 0, 0))
+    maps = _scratch(work, "chunked_maps", maps_shape, x.dtype)
     W2 = W.reshape(oc, -1)
     x_padded = _padded_image_buffer(x, threads, ph, pw, work, "x_padded")
     if x.dtype == np.float32:
@@ -663,13 +719,15 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
     return y
 
 
-def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None):
+def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None,
+                  bias_grad=False):
     """Gradients of :func:`conv_forward`: ``(dx, dW)``, dx None unless
-    ``input_grad``. (The bias gradient is dout summed over N, OH, OW.)
+    ``input_grad``; with ``bias_grad``, ``(dx, dW, db)``, db being dout
+    summed over N, OH, OW (summed here as dout passes through the cache).
     ``work`` as in :func:`conv_forward`.
 
     Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, KH, KW)``, dout
-    ``(N, OC, OH, OW)`` -> dx like x, dW like W.
+    ``(N, OC, OH, OW)`` -> dx like x, dW like W, db ``(OC,)``.
     """
     cdef Py_ssize_t kh, kw, sh, sw, ph, pw, oh, ow
     kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups, with_bias=False)
@@ -679,24 +737,27 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     k = c * kh * kw
     per_chunk, chunks, num_parts, threads = _chunk_plan(x, oc, kh, kw, oh, ow)
     parts = _scratch(work, "chunked_dW_parts", (num_parts, oc, W.shape[1] * kh * kw), x.dtype)
+    db_parts = _scratch(work, "chunked_db_parts", (num_parts, oc if bias_grad else 0), x.dtype)
     col, dcol, drows = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads, col=k,
                                       dcol=k if input_grad else 1, drows=oc)
     if chunks == 0:
         parts[...] = 0      # an empty batch: no chunk writes any part
+        db_parts[...] = 0
     x_padded = _padded_image_buffer(x, threads, ph, pw, work, "x_padded")
     dx_padded = _padded_image_buffer(x, threads if input_grad else 0, ph, pw, work, "dx_padded")
     dx = np.empty(x.shape if input_grad else (0, c, 1, 1), dtype=x.dtype)
     W2, dout2 = W.reshape(oc, -1), dout.reshape(n, oc, oh * ow)
     if x.dtype == np.float32:
-        _conv_backward[float](x, W2, dout2, dx, parts, col, dcol, drows, x_padded, dx_padded,
-                              kh, kw, sh, sw, ph, pw, oh, ow, groups, input_grad, threads)
+        _conv_backward[float](x, W2, dout2, dx, parts, db_parts, col, dcol, drows, x_padded,
+                              dx_padded, kh, kw, sh, sw, ph, pw, oh, ow, groups, input_grad,
+                              bias_grad, threads)
     else:
-        _conv_backward[double](x, W2, dout2, dx, parts, col, dcol, drows, x_padded, dx_padded,
-                               kh, kw, sh, sw, ph, pw, oh, ow, groups, input_grad, threads)
+        _conv_backward[double](x, W2, dout2, dx, parts, db_parts, col, dcol, drows, x_padded,
+                               dx_padded, kh, kw, sh, sw, ph, pw, oh, ow, groups, input_grad,
+                               bias_grad, threads)
     dW = parts.sum(axis=0).reshape(W.shape)
-    if not input_grad:
-        return None, dW
-    return dx, dW
+    grads = (dx if input_grad else None, dW)
+    return grads + (db_parts.sum(axis=0),) if bias_grad else grads
 
 
 # -------------------------------------------------------------- Winograd ----
@@ -1086,9 +1147,11 @@ def winograd_conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
     return y
 
 
-def winograd_conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None):
+def winograd_conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None,
+                           bias_grad=False):
     """:func:`conv_backward` by Winograd's algorithm (see
-    :func:`winograd_conv_forward`): ``(dx, dW)``, dx None unless ``input_grad``."""
+    :func:`winograd_conv_forward`): ``(dx, dW)``, dx None unless ``input_grad``;
+    with ``bias_grad``, ``(dx, dW, db)``."""
     kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups, with_bias=False)
     conv_grad_args(x, W, dout, oh, ow)
     plan = _Winograd(x, W, stride, pad, work)
@@ -1109,13 +1172,13 @@ def winograd_conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=Tru
     r = plan.r
     dW = _transform_blocks(Mw, plan.ATw, oc).reshape(r, r, c // groups, oc)
     dW = np.ascontiguousarray(dW.transpose(3, 2, 0, 1))
-    if not input_grad:
-        return None, dW
-    # dx: the convolution of dout, padded by r - 1 - pad, with the turned kernels.
-    dx = np.empty(x.shape, dtype=x.dtype)
-    plan.convolve(dout, _kernel_transforms(W, plan.G, groups, True), None, dx,
-                  plan.r - 1 - plan.pad, groups, "dx")
-    return dx, dW
+    dx = None
+    if input_grad:
+        # dx: the convolution of dout, padded by r - 1 - pad, with the turned kernels.
+        dx = np.empty(x.shape, dtype=x.dtype)
+        plan.convolve(dout, _kernel_transforms(W, plan.G, groups, True), None, dx,
+                      plan.r - 1 - plan.pad, groups, "dx")
+    return (dx, dW) + ((bias_gradient(dout),) if bias_grad else ())
 
 
 # ----------------------------------------------------------- max pooling ----

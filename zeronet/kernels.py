@@ -133,16 +133,18 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
         return forward(x, W, b, stride, pad, groups, work)
 
 
-def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None):
+def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=None,
+                  bias_grad=False):
     """Gradients of :func:`conv_forward`: ``(dx, dW)``, dx None unless
-    ``input_grad``. (The bias gradient is dout summed over N, OH, OW.)
+    ``input_grad``; with ``bias_grad``, ``(dx, dW, db)``, db being dout
+    summed over N, OH, OW.
 
     Shapes: x ``(N, C, H, W)``, W ``(OC, C/groups, KH, KW)``, dout
-    ``(N, OC, OH, OW)`` -> dx like x, dW like W.
+    ``(N, OC, OH, OW)`` -> dx like x, dW like W, db ``(OC,)``.
     """
     _, backward = CONV_PATHS[conv_path(x, W, stride, pad, groups)]
     with _blas_on_one_thread():
-        return backward(x, W, dout, stride, pad, groups, input_grad, work)
+        return backward(x, W, dout, stride, pad, groups, input_grad, work, bias_grad)
 
 
 def blas_in_use():
