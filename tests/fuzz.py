@@ -208,11 +208,13 @@ def fuzz_kernels(rng, counts):
         dout = np.ascontiguousarray(np.swapaxes(dout, 2, 3))    # OH and OW swapped
     if isinstance(dout, np.ndarray) and isinstance(x, np.ndarray) and rng.random() < 0.8:
         dout = dout.astype(x.dtype)
-    input_grad = bool(rng.random() < 0.8)
+    input_grad, bias_grad = bool(rng.random() < 0.8), bool(rng.random() < 0.5)
     kind, _ = compare("conv_backward",
-                      lambda: core.conv_backward(x, W, dout, stride, pad, groups, input_grad),
+                      lambda: core.conv_backward(x, W, dout, stride, pad, groups, input_grad,
+                                                 bias_grad=bias_grad),
                       lambda: reference.conv_backward(x, W, dout, stride, pad, groups,
-                                                      input_grad), exact=False)
+                                                      input_grad, bias_grad=bias_grad),
+                      exact=False)
     counts["conv_backward", kind] += 1
 
 
