@@ -188,13 +188,17 @@ def conv_label(conv):
 
 
 def blas_architecture():
+    """NumPy's own BLAS as threadpoolctl describes it (SciPy's, loaded by
+    the CIFAR-10 reader, may be another library of another version)."""
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import ThreadpoolController
     except ImportError:
         return None
-    found = [f"{lib['internal_api']} {lib['version']} ({lib.get('architecture')} kernels)"
-             for lib in threadpool_info() if lib["user_api"] == "blas"]
-    return found[0] if found else None
+    from zeronet import kernels
+    found = [lib.info() for lib in ThreadpoolController().lib_controllers
+             if lib.user_api == "blas" and kernels._package_owns(np, lib)]
+    return (f"{found[0]['internal_api']} {found[0]['version']} "
+            f"({found[0].get('architecture')} kernels)") if found else None
 
 
 # --------------------------------------------------------------- PyTorch ----
