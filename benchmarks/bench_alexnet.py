@@ -188,17 +188,18 @@ def conv_label(conv):
 
 
 def blas_architecture():
-    """NumPy's own BLAS as threadpoolctl describes it (SciPy's, loaded by
-    the CIFAR-10 reader, may be another library of another version)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
+    """NumPy's own BLAS as threadpoolctl describes it (SciPy's, which the
+    compiled core also loads, may be another library of another version);
+    the first BLAS found, said so, when NumPy's is not one threadpoolctl
+    can place (a NumPy built against the system's BLAS)."""
     from zeronet import kernels
-    found = [lib.info() for lib in ThreadpoolController().lib_controllers
-             if lib.user_api == "blas" and kernels._package_owns(np, lib)]
-    return (f"{found[0]['internal_api']} {found[0]['version']} "
-            f"({found[0].get('architecture')} kernels)") if found else None
+    found = kernels._blas_controllers()
+    own = [lib for lib in found if kernels._package_owns(np, lib)]
+    if not (own or found):
+        return None
+    info = (own or found)[0].info()
+    where = "" if own else ", not placed as NumPy's own"
+    return f"{info['internal_api']} {info['version']} ({info.get('architecture')} kernels{where})"
 
 
 # --------------------------------------------------------------- PyTorch ----

@@ -541,11 +541,12 @@ def test_conv_scratch_arrays_are_kept_and_reused(impl):
         assert all(work[k] is kept[k] for k in kept), "scratch arrays were made again"
 
 
-# Output positions an image: 5 x 8 (the chunked passes multiply image by
-# image) and 3 x 3 (a chunk at once: compiled.PER_IMAGE_POSITIONS is 16).
-@pytest.mark.parametrize("stride, pad", [((2, 1), (2, 1)), ((3, 3), (1, 1))],
-                         ids=["40-positions", "9-positions"])
-def test_conv_ignores_what_the_scratch_arrays_held(impl, monkeypatch, stride, pad):
+# Output positions an image: 5 x 8, where the chunked passes multiply image
+# by image, and 3 x 3, where they multiply a chunk at once.
+@pytest.mark.parametrize("stride, pad, per_image", [((2, 1), (2, 1), True),
+                                                    ((3, 3), (1, 1), False)],
+                         ids=["image-by-image", "chunk-at-once"])
+def test_conv_ignores_what_the_scratch_arrays_held(impl, monkeypatch, stride, pad, per_image):
     # Several images per chunk and a short last chunk (7 images, 3 a chunk),
     # padding on both axes and a height stride: the results do not depend on
     # what an earlier call left in the scratch arrays, NaN included.
@@ -557,6 +558,7 @@ def test_conv_ignores_what_the_scratch_arrays_held(impl, monkeypatch, stride, pa
     oh, ow = conv_out_shape(x.shape, (3, 2), **window)
     if impl is not reference:
         monkeypatch.setattr(impl, "CHUNK_BYTES", 3 * oh * ow * 3 * 3 * 2 * x.itemsize)
+        assert (oh * ow >= impl.PER_IMAGE_POSITIONS) == per_image
     dout = make_input((7, 4, oh, ow), np.float64, rng)
     work = {}
     y = impl.conv_forward(x, W, b, **window, work=work)
@@ -1075,6 +1077,13 @@ BAD_CALLS = [
                  "dout must be float32 like x", id="conv-dout-dtype"),
     pytest.param(lambda k: k.conv_backward(X, W, DY.tolist()), TypeError,
                  "dout must be a numpy.ndarray", id="conv-dout-list"),
+    # A truth value is not a flag: "no" would count as yes.
+    pytest.param(lambda k: k.conv_backward(X, W, DY, input_grad="no"), TypeError,
+                 "input_grad must be True or False, got str", id="conv-input_grad-str"),
+    pytest.param(lambda k: k.conv_backward(X, W, DY, bias_grad=1), TypeError,
+                 "bias_grad must be True or False, got int", id="conv-bias_grad-int"),
+    pytest.param(lambda k: k.conv_backward(X, W, DY, bias_grad=np.ones(2, bool)), TypeError,
+                 "bias_grad must be True or False, got ndarray", id="conv-bias_grad-array"),
 ]
 
 
@@ -1095,9 +1104,10 @@ def test_empty_batch_gives_empty_results(impl):
     W = np.ones((3, 2, 3, 3), dtype=np.float32)
     y = impl.conv_forward(x, W, np.ones(3, np.float32), pad=1)
     assert y.shape == (0, 3, 5, 5)
-    dx, dW = impl.conv_backward(x, W, y, pad=1)
+    dx, dW, db = impl.conv_backward(x, W, y, pad=1, bias_grad=np.True_)
     assert dx.shape == x.shape
     assert dW.shape == W.shape and not dW.any()     # no image, no gradient
+    assert db.shape == (3,) and db.dtype == x.dtype and not db.any()
 
 
 @pytest.mark.parametrize("shape", [(1, 0, 4, 4), (1, 2, 0, 4)])

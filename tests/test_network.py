@@ -43,6 +43,12 @@ def test_bad_layer_names_raise(names):
         Sequential([(name, L.ReLU()) for name in names])
 
 
+@pytest.mark.parametrize("input_grad", ["yes", 1, None])
+def test_input_grad_must_be_a_flag(input_grad):
+    with pytest.raises(TypeError, match="input_grad must be True or False"):
+        Sequential([("fc", L.Affine(4, 2))], input_grad=input_grad)
+
+
 @pytest.mark.parametrize("input_grad", [False, True])
 def test_backward_fills_every_grad(input_grad):
     rng = np.random.default_rng(1)

@@ -294,10 +294,10 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
 # KH*KW times as many values as x: 25 times for a 5x5 kernel).
 #
 # The forward pass lays col out turned, one column per window (im2col's rows
-# as columns): its product W @ cols then comes out as maps like y, each
-# image's written straight into y, where col's rows would give (position,
-# map) rows to transpose into y, a strided copy that cost more than the copy
-# of the input windows. The backward pass keeps im2col's rows: its weight
+# as columns): its product W @ cols then comes out as maps like y (from
+# PER_IMAGE_POSITIONS positions an image on, each image's written straight
+# into y), where col's rows would give (position, map) rows to transpose into
+# y, a strided copy that cost more than the copy of the input windows. The backward pass keeps im2col's rows: its weight
 # gradient dout @ col ran faster on them than on columns. It also sums the
 # bias gradient, chunk by chunk, just before the products read the same
 # dout: a separate sum afterwards would read all of dout from memory again.
@@ -450,7 +450,7 @@ cdef inline void _unfold_columns(floating* cols, Py_ssize_t L, const floating* i
 # image (the forward writes each image's maps where they lie in y, the
 # backward reads dout as it lies); below, a chunk at once (one product of
 # more rows instead of many tiny ones).
-cdef Py_ssize_t PER_IMAGE_POSITIONS = 16
+PER_IMAGE_POSITIONS = 16
 
 
 cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W,
@@ -459,12 +459,12 @@ cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W
                         floating[:, ::1] x_padded,
                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                         Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
-                        int groups, int num_threads) noexcept:
+                        bint per_image, int groups, int num_threads) noexcept:
     """conv_forward's loop. ``x`` unpadded; per thread (first axis, at
     least ``num_threads`` of them): ``cols`` ``(K, L)`` a chunk's im2col
     rows as columns, image after image (L = images per chunk * OH*OW),
-    ``out`` ``(OC, L)`` their products, ``x_padded`` room for one padded
-    image, border zero."""
+    ``out`` ``(OC, L)`` their products (used only without ``per_image``),
+    ``x_padded`` room for one padded image, border zero."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], Wd = x.shape[3]
     cdef Py_ssize_t Hp = H + 2 * PH, Wp = Wd + 2 * PW
     cdef Py_ssize_t OC = W.shape[0], P = OH * OW, L = cols.shape[2], per_chunk = L // P
@@ -487,7 +487,7 @@ cdef void _conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] W
         for i in range(n):
             image = _pad_image(&x[first + i, 0, 0, 0], &x_padded[t, 0], C, H, Wd, PH, PW)
             _unfold_columns(&cols[t, 0, i * P], L, image, C, Hp, Wp, KH, KW, SH, SW, OH, OW)
-        if P >= PER_IMAGE_POSITIONS:
+        if per_image:
             for i in range(n):
                 # Each image's maps straight into y: the bias first, then
                 # the product added onto it (beta = 1), with no copy.
@@ -546,12 +546,12 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
                          floating[:, ::1] x_padded, floating[:, ::1] dx_padded,
                          Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                          Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
-                         int groups, bint input_grad, bint bias_grad,
+                         bint per_image, int groups, bint input_grad, bint bias_grad,
                          int num_threads) noexcept:
     """conv_backward's loop. ``x`` and ``dx`` unpadded; ``dW_parts`` and
     (with ``bias_grad``) ``db_parts`` the partial sums; per thread, as in
     _conv_forward, ``col``, ``dcol`` and ``drows`` (dout as rows, used below
-    PER_IMAGE_POSITIONS), and room for one padded image: ``x_padded`` (border
+    without ``per_image``), and room for one padded image: ``x_padded`` (border
     zero) and ``dx_padded``."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], Wd = x.shape[3]
     cdef Py_ssize_t Hp = H + 2 * PH, Wp = Wd + 2 * PW
@@ -591,7 +591,7 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
                 for oh in range(OH):
                     _im2col_row(&col[t, (i * OH + oh) * OW, 0], image, C, Hp, Wp,
                                 oh * SH, KH, KW, SW, OW, K)
-            if P >= PER_IMAGE_POSITIONS:
+            if per_image:
                 # Image by image: dout[n] (maps, positions) is already the
                 # transpose of col's rows for that image, so the products read
                 # it as it lies, with no copy.
@@ -635,8 +635,8 @@ cdef void _conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] 
                         _crop_image(&dx[first + i, 0, 0, 0], grad, C, H, Wd, PH, PW)
 
 
-# A fixed number of weight-gradient partials: at most this many threads
-# share a convolution.
+# A fixed number of partial sums of the weight and bias gradients: at most
+# this many threads share a convolution.
 DW_PARTS = 16
 
 
@@ -653,7 +653,8 @@ def _scratch(work, name, shape, dtype):
 def _chunk_plan(x, oc, kh, kw, oh, ow):
     """How forward and backward split the batch: ``(per_chunk, chunks,
     parts, threads)``. A chunk holds as many images as fit CHUNK_BYTES of
-    im2col rows (at least one); ``parts`` weight-gradient partials, at most
+    im2col rows (at least one); ``parts`` partials of the weight and bias
+    gradients, at most
     DW_PARTS; a thread per part at most, so each thread's buffers serve both
     passes."""
     n, k = x.shape[0], x.shape[1] * kh * kw
@@ -705,17 +706,17 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
     # straight into y.
     cols = _scratch(work, "chunked_cols", (threads, x.shape[1] * kh * kw, per_chunk * oh * ow),
                     x.dtype)
-    maps_shape = ((threads, oc, per_chunk * oh * ow) if oh * ow < PER_IMAGE_POSITIONS
-                  else (threads, 0, 0))
+    per_image = oh * ow >= PER_IMAGE_POSITIONS
+    maps_shape = (threads, 0, 0) if per_image else (threads, oc, per_chunk * oh * ow)
     maps = _scratch(work, "chunked_maps", maps_shape, x.dtype)
     W2 = W.reshape(oc, -1)
     x_padded = _padded_image_buffer(x, threads, ph, pw, work, "x_padded")
     if x.dtype == np.float32:
         _conv_forward[float](x, W2, b, y.reshape(n, oc, oh * ow), cols, maps, x_padded, kh, kw,
-                             sh, sw, ph, pw, oh, ow, groups, threads)
+                             sh, sw, ph, pw, oh, ow, per_image, groups, threads)
     else:
         _conv_forward[double](x, W2, b, y.reshape(n, oc, oh * ow), cols, maps, x_padded, kh, kw,
-                              sh, sw, ph, pw, oh, ow, groups, threads)
+                              sh, sw, ph, pw, oh, ow, per_image, groups, threads)
     return y
 
 
@@ -731,15 +732,16 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     """
     cdef Py_ssize_t kh, kw, sh, sw, ph, pw, oh, ow
     kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups, with_bias=False)
-    conv_grad_args(x, W, dout, oh, ow)
+    conv_grad_args(x, W, dout, oh, ow, input_grad, bias_grad)
     n, c, h, w = x.shape
     oc = W.shape[0]
     k = c * kh * kw
     per_chunk, chunks, num_parts, threads = _chunk_plan(x, oc, kh, kw, oh, ow)
     parts = _scratch(work, "chunked_dW_parts", (num_parts, oc, W.shape[1] * kh * kw), x.dtype)
     db_parts = _scratch(work, "chunked_db_parts", (num_parts, oc if bias_grad else 0), x.dtype)
+    per_image = oh * ow >= PER_IMAGE_POSITIONS
     col, dcol, drows = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads, col=k,
-                                      dcol=k if input_grad else 1, drows=oc)
+                                      dcol=k if input_grad else 1, drows=1 if per_image else oc)
     if chunks == 0:
         parts[...] = 0      # an empty batch: no chunk writes any part
         db_parts[...] = 0
@@ -749,12 +751,12 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     W2, dout2 = W.reshape(oc, -1), dout.reshape(n, oc, oh * ow)
     if x.dtype == np.float32:
         _conv_backward[float](x, W2, dout2, dx, parts, db_parts, col, dcol, drows, x_padded,
-                              dx_padded, kh, kw, sh, sw, ph, pw, oh, ow, groups, input_grad,
-                              bias_grad, threads)
+                              dx_padded, kh, kw, sh, sw, ph, pw, oh, ow, per_image, groups,
+                              input_grad, bias_grad, threads)
     else:
         _conv_backward[double](x, W2, dout2, dx, parts, db_parts, col, dcol, drows, x_padded,
-                               dx_padded, kh, kw, sh, sw, ph, pw, oh, ow, groups, input_grad,
-                               bias_grad, threads)
+                               dx_padded, kh, kw, sh, sw, ph, pw, oh, ow, per_image, groups,
+                               input_grad, bias_grad, threads)
     dW = parts.sum(axis=0).reshape(W.shape)
     grads = (dx if input_grad else None, dW)
     return grads + (db_parts.sum(axis=0),) if bias_grad else grads
@@ -1153,7 +1155,7 @@ def winograd_conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=Tru
     :func:`winograd_conv_forward`): ``(dx, dW)``, dx None unless ``input_grad``;
     with ``bias_grad``, ``(dx, dW, db)``."""
     kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups, with_bias=False)
-    conv_grad_args(x, W, dout, oh, ow)
+    conv_grad_args(x, W, dout, oh, ow, input_grad, bias_grad)
     plan = _Winograd(x, W, stride, pad, work)
     n, c = x.shape[:2]
     oc, a = W.shape[0], plan.a

@@ -24,6 +24,14 @@ MAX_SIZE = 2**31 - 1
 MAX_VALUES = 2**32
 
 
+def flag(value, name):
+    """A yes/no argument: True or False (NumPy's too), not anything that
+    merely has a truth value (the string "no" would count as yes)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
 def is_int(value):
     """True for a Python or NumPy integer (``bool`` is not one here)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -192,8 +200,11 @@ def conv_args(x, W, b, stride, pad, groups, with_bias=True):
     return kh, kw, sh, sw, ph, pw, oh, ow
 
 
-def conv_grad_args(x, W, dout, oh, ow):
-    """Check that dout ``(N, OC, OH, OW)`` fits a convolution of x with W."""
+def conv_grad_args(x, W, dout, oh, ow, input_grad, bias_grad):
+    """Check that dout ``(N, OC, OH, OW)`` fits a convolution of x with W,
+    and that the flags saying which gradients to compute are flags."""
+    flag(input_grad, "input_grad")
+    flag(bias_grad, "bias_grad")
     float_array(dout, "dout", 4)
     if dout.dtype != x.dtype:
         raise TypeError(f"dout must be {x.dtype} like x, got {dout.dtype}")

@@ -1,6 +1,7 @@
 """A network of named layers applied in order, with a loss at the end."""
 import numpy as np
 
+from zeronet._validate import flag
 from zeronet.layers import LAYERS
 from zeronet.losses import LOSSES, SoftmaxWithLoss
 
@@ -27,7 +28,7 @@ class Sequential:
         # Nobody needs the gradient with respect to the images when training:
         # by default backward stops at the first layer with parameters, and
         # that layer skips computing its dx (if it can).
-        self.input_grad = input_grad
+        self.input_grad = flag(input_grad, "input_grad")
         layers = list(self.layers.values())
         self._first_trainable = next((i for i, l in enumerate(layers) if l.params), 0)
         if layers and hasattr(layers[self._first_trainable], "input_grad"):

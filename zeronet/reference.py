@@ -99,7 +99,7 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     ``(N, OC, OH, OW)`` -> dx like x, dW like W, db ``(OC,)``.
     """
     kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, None, stride, pad, groups, with_bias=False)
-    conv_grad_args(x, W, dout, oh, ow)
+    conv_grad_args(x, W, dout, oh, ow, input_grad, bias_grad)
     col = im2col(x, (kh, kw), (sh, sw), (ph, pw))
     rows = dout.transpose(0, 2, 3, 1).reshape(col.shape[0], W.shape[0])   # like col's rows
     W2, dW = W.reshape(W.shape[0], -1), np.empty_like(W)
@@ -116,7 +116,7 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
 def bias_gradient(dout):
     """A convolution's bias gradient: dout ``(N, OC, OH, OW)`` summed over
     N, OH and OW -> ``(OC,)``."""
-    return np.einsum("nchw->c", dout)      # 2x faster than sum(axis=(0, 2, 3))
+    return np.einsum("nchw->c", dout)
 
 
 def _group_slices(w_shape, groups):

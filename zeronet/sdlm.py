@@ -133,9 +133,9 @@ def convolution_curvature(layer, d2out):
     col(x)^2 = col(x^2)). Masked-out connections get no curvature."""
     _check_dout(layer, d2out)
     d2out = np.ascontiguousarray(d2out, dtype=layer.dtype)
-    h_b = np.einsum("nchw->c", d2out)
-    d2x, h_W = kernels.conv_backward(np.square(layer.x), np.square(layer.weights()), d2out,
-                                     layer.stride, layer.pad, layer.groups, layer.input_grad)
+    d2x, h_W, h_b = kernels.conv_backward(np.square(layer.x), np.square(layer.weights()), d2out,
+                                          layer.stride, layer.pad, layer.groups,
+                                          layer.input_grad, bias_grad=True)
     mask = layer.params["W"].mask
     if mask is not None:
         h_W *= mask
