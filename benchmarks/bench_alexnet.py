@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 
-from bench_kernels import arguments, at_least, fmt, machine, median_time, ratio
+from bench_kernels import MIN_SECONDS, arguments, at_least, fmt, machine, median_time, ratio
 
 USER_ENV = dict(os.environ)      # see bench_kernels.py: PyTorch runs without zeronet's defaults
 
@@ -407,8 +407,8 @@ def report(args, zn, pt, pipeline_source):
         worst = max(pt["check"].values())
         print(f"same network: largest relative difference of scores, loss and weight gradients "
               f"(dropout off, float64, {CHECK_BATCH} images) {worst:.1e}")
-    print(f"batch {BATCH}, float32, times in ms: the median of {args.repeat} runs, the fastest "
-          f"such median of {args.rounds} alternating rounds\n")
+    print(f"batch {BATCH}, float32, times in ms: the median of at least {args.repeat} runs and "
+          f"{MIN_SECONDS} s, the fastest such median of {args.rounds} alternating rounds\n")
 
     z, p = zn["results"], pt["results"] if pt else {}
     step_z, step_p = z["step"][1], p.get("step", (None, None))[1]
