@@ -297,10 +297,11 @@ def col2im(col, x_shape, kernel_size, stride=1, pad=0, out=None):
 # as columns): its product W @ cols then comes out as maps like y (from
 # PER_IMAGE_POSITIONS positions an image on, each image's written straight
 # into y), where col's rows would give (position, map) rows to transpose into
-# y, a strided copy that cost more than the copy of the input windows. The backward pass keeps im2col's rows: its weight
-# gradient dout @ col ran faster on them than on columns. It also sums the
-# bias gradient, chunk by chunk, just before the products read the same
-# dout: a separate sum afterwards would read all of dout from memory again.
+# y, a strided copy that cost more than the copy of the input windows. The
+# backward pass keeps im2col's rows: its weight gradient dout @ col ran faster
+# on them than on columns. It also sums the bias gradient, chunk by chunk,
+# just before the products read the same dout: a separate sum afterwards
+# would read all of dout from memory again.
 
 # The BLAS the convolution calls. By default SciPy's (scipy.linalg.cython_blas,
 # known at build time). kernels.py hands over NumPy's own OpenBLAS instead
@@ -652,11 +653,11 @@ def _scratch(work, name, shape, dtype):
 
 def _chunk_plan(x, oc, kh, kw, oh, ow):
     """How forward and backward split the batch: ``(per_chunk, chunks,
-    parts, threads)``. A chunk holds as many images as fit CHUNK_BYTES of
-    im2col rows (at least one); ``parts`` partials of the weight and bias
-    gradients, at most
-    DW_PARTS; a thread per part at most, so each thread's buffers serve both
-    passes."""
+    parts, threads, per_image)``. A chunk holds as many images as fit
+    CHUNK_BYTES of im2col rows (at least one); ``parts`` partials of the
+    weight and bias gradients, at most DW_PARTS; a thread per part at most,
+    so each thread's buffers serve both passes; ``per_image``: whether the
+    products go image by image (see PER_IMAGE_POSITIONS)."""
     n, k = x.shape[0], x.shape[1] * kh * kw
     per_chunk = min(max(1, n), max(1, CHUNK_BYTES // (oh * ow * k * x.itemsize)))
     if max(per_chunk * oh * ow, k, oc) > INT_MAX:     # BLAS takes its sizes as C ints
@@ -666,7 +667,8 @@ def _chunk_plan(x, oc, kh, kw, oh, ow):
     parts = max(1, min(DW_PARTS, chunks))
     # An empty batch needs no thread's buffers (they hold an image or more,
     # which with a huge pad could be gigabytes for nothing).
-    return per_chunk, chunks, parts, min(_num_threads, parts) if n else 0
+    threads = min(_num_threads, parts) if n else 0
+    return per_chunk, chunks, parts, threads, oh * ow >= PER_IMAGE_POSITIONS
 
 
 def _chunk_buffers(per_chunk, positions, work, dtype, threads, **widths):
@@ -700,13 +702,12 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1, work=None):
     kh, kw, sh, sw, ph, pw, oh, ow = conv_args(x, W, b, stride, pad, groups)
     n, oc = x.shape[0], W.shape[0]
     y = np.empty((n, oc, oh, ow), dtype=x.dtype)
-    per_chunk, _, _, threads = _chunk_plan(x, oc, kh, kw, oh, ow)
+    per_chunk, _, _, threads, per_image = _chunk_plan(x, oc, kh, kw, oh, ow)
     # Columns, not conv_backward's rows: (K, per_chunk*OH*OW) a thread, and
     # (OC, per_chunk*OH*OW) for the products only when they cannot go
     # straight into y.
     cols = _scratch(work, "chunked_cols", (threads, x.shape[1] * kh * kw, per_chunk * oh * ow),
                     x.dtype)
-    per_image = oh * ow >= PER_IMAGE_POSITIONS
     maps_shape = (threads, 0, 0) if per_image else (threads, oc, per_chunk * oh * ow)
     maps = _scratch(work, "chunked_maps", maps_shape, x.dtype)
     W2 = W.reshape(oc, -1)
@@ -736,10 +737,9 @@ def conv_backward(x, W, dout, stride=1, pad=0, groups=1, input_grad=True, work=N
     n, c, h, w = x.shape
     oc = W.shape[0]
     k = c * kh * kw
-    per_chunk, chunks, num_parts, threads = _chunk_plan(x, oc, kh, kw, oh, ow)
+    per_chunk, chunks, num_parts, threads, per_image = _chunk_plan(x, oc, kh, kw, oh, ow)
     parts = _scratch(work, "chunked_dW_parts", (num_parts, oc, W.shape[1] * kh * kw), x.dtype)
     db_parts = _scratch(work, "chunked_db_parts", (num_parts, oc if bias_grad else 0), x.dtype)
-    per_image = oh * ow >= PER_IMAGE_POSITIONS
     col, dcol, drows = _chunk_buffers(per_chunk, oh * ow, work, x.dtype, threads, col=k,
                                       dcol=k if input_grad else 1, drows=1 if per_image else oc)
     if chunks == 0:
